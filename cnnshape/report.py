@@ -1,0 +1,127 @@
+"""Plain data that comes out of a walk: one Row per layer call, totals, and the column list.
+
+The counting convention is defined here once and quoted by every renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+COUNTING_CONVENTION = (
+    "MACs = multiply-accumulates of convolutions and matrix products (Linear layers); "
+    "FLOPs = 2 x MACs, as torch.utils.flop_counter.FlopCounterMode counts them. "
+    "Not counted: biases, BatchNorm, activations, pooling, additions and concatenation."
+)
+MEMORY_CONVENTION = (
+    "Parameter memory: bytes of all parameters. Activation memory: bytes of every leaf "
+    "layer's output for one forward pass at this batch size (roughly what training keeps "
+    "for the backward pass)."
+)
+
+
+def flops_to_macs(flops: int) -> int:
+    """Every counted op is a multiply-accumulate counted as 2 FLOPs (FlopCounterMode's rule)."""
+    return flops // 2
+
+
+Shape = list[int]
+
+
+@dataclass
+class Row:
+    """One call of one module during the forward pass."""
+
+    name: str  # qualified name in the model, e.g. "3.1.p2_2"
+    type: str  # class name, e.g. "Conv2d"
+    depth: int  # 1 for the model's direct children
+    output_shape: Shape | None  # None when the output is not a single tensor
+    params: int  # parameters of this module and everything inside it
+    flops: int  # FLOPs of everything executed inside this call
+    kernel_size: list[int] | None = None
+    stride: list[int] | None = None
+    padding: list[int] | str | None = None
+
+    @property
+    def macs(self) -> int:
+        return flops_to_macs(self.flops)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["macs"] = self.macs
+        return data
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # key in Row.to_dict()
+    header: str
+    numeric: bool = False
+
+
+# The order every format shows. Adding a column: a field on Row and an entry here.
+COLUMNS: tuple[Column, ...] = (
+    Column("name", "Layer"),
+    Column("type", "Type"),
+    Column("output_shape", "Output shape"),
+    Column("kernel_size", "Kernel"),
+    Column("stride", "Stride"),
+    Column("padding", "Padding"),
+    Column("params", "Params", numeric=True),
+    Column("macs", "MACs", numeric=True),
+    Column("flops", "FLOPs", numeric=True),
+)
+
+
+@dataclass(repr=False)
+class Report:
+    """What ``walk`` returns: the rows shown at the chosen depth and the model's totals."""
+
+    model: str
+    input_shape: Shape
+    depth: int
+    rows: list[Row]
+    total_params: int
+    trainable_params: int
+    total_flops: int
+    param_bytes: int
+    activation_bytes: int
+    num_weight_layers: int  # Conv and Linear modules executed (VGG-11 has 11)
+    output_shape: Shape | None
+
+    @property
+    def total_macs(self) -> int:
+        return flops_to_macs(self.total_flops)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "input_shape": self.input_shape,
+            "output_shape": self.output_shape,
+            "depth": self.depth,
+            "layers": [row.to_dict() for row in self.rows],
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "total_macs": self.total_macs,
+            "total_flops": self.total_flops,
+            "param_bytes": self.param_bytes,
+            "activation_bytes": self.activation_bytes,
+        }
+
+    # Display: the same rich table in a terminal, in Jupyter and from print().
+    def __rich__(self):
+        from .render import report_renderable
+
+        return report_renderable(self)
+
+    def __str__(self) -> str:
+        from .render import to_text
+
+        return to_text(self)
+
+    __repr__ = __str__  # a REPL shows the table, not a dataclass dump
+
+    def _repr_html_(self) -> str:
+        from .render import to_html
+
+        return to_html(self)

@@ -1,0 +1,289 @@
+"""The inspection walk: one forward pass of a dummy input, layer by layer, with no real arithmetic.
+
+The input is a *fake* tensor (``torch._subclasses.FakeTensorMode``): every op computes its
+output's shape, dtype and device, but no data, so the walk costs the same at 4096x4096 as
+at 28x28 and never allocates activations. FLOPs are counted at the dispatch level with the
+formulas of ``torch.utils.flop_counter`` (the ones ``FlopCounterMode`` uses), so functional
+ops inside a module's forward (``F.conv2d``, ``x @ w``) count too, and the totals equal
+``FlopCounterMode``'s exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from .errors import CnnshapeError
+from .report import Report, Row, Shape
+
+
+class _FlopCounter(TorchDispatchMode):
+    """Running FLOP total of every aten op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # By default PyTorch wraps __torch_dispatch__ in dynamo.disable, which imports
+        # torch._dynamo (about a second) on first use. The walk never runs under
+        # torch.compile, so there is nothing to disable.
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.flops += count(*args, **kwargs, out_val=out)
+        return out
+
+
+@dataclass
+class _Call:
+    """One module call, filled in by the pre-hook (start) and the post-hook (end)."""
+
+    name: str
+    module: nn.Module
+    input_shape: Shape | None
+    flops_at_start: int
+    output_shape: Shape | None = None
+    output_bytes: int = 0
+    flops: int = 0
+    finished: bool = False
+
+    @property
+    def depth(self) -> int:
+        return self.name.count(".") + 1
+
+    def to_row(self) -> Row:
+        m = self.module
+        spatial_dims = len(self.output_shape) - 2 if self.output_shape else 2
+        return Row(
+            name=self.name,
+            type=type(m).__name__,
+            depth=self.depth,
+            output_shape=self.output_shape,
+            params=sum(p.numel() for p in m.parameters()),
+            flops=self.flops,
+            kernel_size=_as_list(getattr(m, "kernel_size", None), spatial_dims),
+            stride=_as_list(getattr(m, "stride", None), spatial_dims),
+            padding=_as_list(getattr(m, "padding", None), spatial_dims),
+        )
+
+
+class WalkError(CnnshapeError):
+    """A layer refused the input. Carries what the walk learned before the failure."""
+
+    def __init__(self, message: str, *, layer: str | None, layer_type: str | None,
+                 input_shape: Shape | None, partial: Report):
+        super().__init__(message)
+        self.layer = layer
+        self.layer_type = layer_type
+        self.input_shape = input_shape
+        self.partial = partial
+
+
+def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int = 1, *,
+         name: str | None = None) -> Report:
+    """Walk a dummy input of ``input_shape`` through ``model`` and report every layer.
+
+    ``depth`` 1 lists the model's direct children (the book's ``for layer in net``); deeper
+    levels expand blocks, in execution order. The model is left exactly as it was: same mode,
+    same device, same buffers, no hooks.
+    """
+    input_shape = _check_input_shape(input_shape)
+    if depth < 1:
+        raise CnnshapeError(f"Depth must be at least 1, not {depth}.",
+                            "Use --depth 1 for the top-level layers, 2 to open blocks, ...")
+    name = name or type(model).__name__
+    qualified = {m: n for n, m in model.named_modules() if n}
+    calls: list[_Call] = []
+    open_calls: list[_Call] = []  # the modules whose forward is running, innermost last
+    counter = _FlopCounter()
+
+    def before(module, args):
+        first = args[0] if args else None
+        shape = list(first.shape) if isinstance(first, torch.Tensor) else None
+        call = _Call(qualified[module], module, shape, counter.flops)
+        calls.append(call)
+        open_calls.append(call)
+
+    def after(module, args, output):
+        call = open_calls.pop()
+        call.output_shape = _shape_of(output)
+        call.output_bytes = _bytes_of(output)
+        call.flops = counter.flops - call.flops_at_start
+        call.finished = True
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+    handles = []
+    with _left_as_it_was(model):
+        try:
+            for module in qualified:
+                handles.append(module.register_forward_pre_hook(before))
+                handles.append(module.register_forward_hook(after))
+            model.eval()  # BatchNorm1d at batch 1 works in eval mode; dropout is a no-op
+            with torch.no_grad(), _no_real_arithmetic(model), counter:
+                x = torch.empty(input_shape, dtype=dtype, device=device)
+                output = model(x)
+        except Exception as exc:
+            failing = open_calls[-1] if open_calls else None
+            raise _walk_error(name, input_shape, depth, model, calls, failing, exc) from exc
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    return _report(name, input_shape, depth, model, calls, counter.flops, _shape_of(output))
+
+
+def _report(name, input_shape, depth, model, calls, total_flops, output_shape) -> Report:
+    finished = [c for c in calls if c.finished]
+    leaves = [c for c in finished if not any(True for _ in c.module.children())]
+    params = list(model.parameters())
+    return Report(
+        model=name,
+        input_shape=list(input_shape),
+        depth=depth,
+        rows=[c.to_row() for c in finished if c.depth <= depth],
+        total_params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        total_flops=total_flops,
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        activation_bytes=sum(c.output_bytes for c in leaves),
+        num_weight_layers=sum(isinstance(c.module, _WEIGHT_LAYERS) for c in finished),
+        output_shape=output_shape,
+    )
+
+
+_WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def _walk_error(name, input_shape, depth, model, calls, failing: _Call | None, exc) -> WalkError:
+    partial = _report(name, input_shape, depth, model, calls, 0, None)
+    shape = _fmt(input_shape)
+    if failing is None:
+        message = f"{name} cannot take a {shape} input: {_first_line(exc)}"
+        return WalkError(message, layer=None, layer_type=None, input_shape=None, partial=partial)
+    layer_type = type(failing.module).__name__
+    reason = explain_failure(failing.module, failing.input_shape, exc, calls)
+    message = (f"{name} cannot take a {shape} input: layer {failing.name} ({layer_type}) "
+               f"received {_fmt(failing.input_shape)} and {reason}.")
+    return WalkError(message, layer=failing.name, layer_type=layer_type,
+                     input_shape=failing.input_shape, partial=partial)
+
+
+def explain_failure(module: nn.Module, input_shape: Shape | None, exc: Exception,
+                    calls: list[_Call]) -> str:
+    """Say in words why ``module`` could not take ``input_shape``."""
+    if input_shape is not None and isinstance(module, nn.Linear):
+        got = input_shape[-1]
+        if got != module.in_features:
+            reason = f"expects {module.in_features} input features but receives {got}"
+            flatten = next((c for c in reversed(calls)
+                            if isinstance(c.module, nn.Flatten) and c.finished), None)
+            if flatten is not None and flatten.input_shape and len(flatten.input_shape) > 2:
+                reason += f" (= {_fmt(flatten.input_shape[1:])} from {flatten.name} Flatten)"
+            return reason
+    in_channels = getattr(module, "in_channels", None)
+    if input_shape is not None and in_channels is not None and len(input_shape) > 1:
+        if input_shape[1] != in_channels:
+            return f"expects {in_channels} input channels but receives {input_shape[1]}"
+    kernel = getattr(module, "kernel_size", None)
+    if input_shape is not None and kernel is not None:
+        spatial = input_shape[2:]
+        dims = len(spatial)
+        kernel = _as_list(kernel, dims)
+        padding = getattr(module, "padding", 0)
+        if not isinstance(padding, str):
+            padding = _as_list(padding, dims)
+            dilation = _as_list(getattr(module, "dilation", 1), dims)
+            needed = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
+            padded = [s + 2 * p for s, p in zip(spatial, padding, strict=True)]
+            if any(have < need for have, need in zip(padded, needed, strict=True)):
+                pad_note = f" with padding {_fmt(padding)}" if any(padding) else ""
+                return (f"its {_fmt(kernel)} kernel does not fit: the input is "
+                        f"{_fmt(spatial)}{pad_note}, the kernel needs at least {_fmt(needed)}")
+    return _first_line(exc)
+
+
+def _check_input_shape(shape) -> tuple[int, ...]:
+    shape = tuple(shape)
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise CnnshapeError(f"Input shape {shape} is not a tuple of positive integers.",
+                            "Give (batch, channels, height, width), e.g. (1, 1, 224, 224).")
+    return shape
+
+
+@contextlib.contextmanager
+def _left_as_it_was(model: nn.Module) -> Iterator[None]:
+    """Restore train/eval flags, buffers and tensor attributes, whatever the forward did.
+
+    A module like the book's from-scratch BatchNorm reassigns its statistics in forward;
+    under the walk those would become fake tensors, so they are put back.
+    """
+    saved = [(m, m.training, dict(m._buffers),
+              {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)})
+             for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training, buffers, tensors in saved:
+            module.training = training
+            module._buffers.clear()
+            module._buffers.update(buffers)
+            vars(module).update(tensors)
+
+
+def _no_real_arithmetic(model: nn.Module):
+    """Meta tensors for a model built on the meta device; fake tensors for a real one.
+
+    Both give shapes without data. Plain meta is much cheaper to start (FakeTensorMode imports
+    torch._dynamo, about a second), so the CLI builds registry models on the meta device.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    if tensors and all(t.is_meta for t in tensors):
+        return contextlib.nullcontext()
+    
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def _shape_of(output) -> Shape | None:
+    return list(output.shape) if isinstance(output, torch.Tensor) else None
+
+
+def _bytes_of(output) -> int:
+    if isinstance(output, torch.Tensor):
+        return output.numel() * output.element_size()
+    if isinstance(output, (tuple, list)):
+        return sum(_bytes_of(o) for o in output)
+    if isinstance(output, dict):
+        return sum(_bytes_of(o) for o in output.values())
+    return 0
+
+
+def _as_list(value, dims: int):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return [value] * dims
+    return list(value)
+
+
+def _fmt(shape) -> str:
+    return "x".join(str(d) for d in shape) if shape is not None else "?"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
