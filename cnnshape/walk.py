@@ -11,7 +11,7 @@ ops inside a module's forward (``F.conv2d``, ``x @ w``) count too, and the total
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -83,8 +83,9 @@ class WalkError(CnnshapeError):
     """A layer refused the input. Carries what the walk learned before the failure."""
 
     def __init__(self, message: str, *, layer: str | None, layer_type: str | None,
-                 input_shape: Shape | None, partial: Report):
+                 input_shape: Shape | None, reason: str, partial: Report):
         super().__init__(message)
+        self.reason = reason
         self.layer = layer
         self.layer_type = layer_type
         self.input_shape = input_shape
@@ -123,20 +124,14 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
         call.flops = counter.flops - call.flops_at_start
         call.finished = True
 
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-
     handles = []
-    with _left_as_it_was(model):
+    with shape_only(model) as dummy:
         try:
             for module in qualified:
                 handles.append(module.register_forward_pre_hook(before))
                 handles.append(module.register_forward_hook(after))
-            model.eval()  # BatchNorm1d at batch 1 works in eval mode; dropout is a no-op
-            with torch.no_grad(), _no_real_arithmetic(model), counter:
-                x = torch.empty(input_shape, dtype=dtype, device=device)
-                output = model(x)
+            with counter:
+                output = model(dummy(input_shape))
         except Exception as exc:
             failing = open_calls[-1] if open_calls else None
             raise _walk_error(name, input_shape, depth, model, calls, failing, exc) from exc
@@ -171,16 +166,17 @@ _WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 
 def _walk_error(name, input_shape, depth, model, calls, failing: _Call | None, exc) -> WalkError:
     partial = _report(name, input_shape, depth, model, calls, 0, None)
-    shape = _fmt(input_shape)
+    shape = fmt_shape(input_shape)
     if failing is None:
-        message = f"{name} cannot take a {shape} input: {_first_line(exc)}"
-        return WalkError(message, layer=None, layer_type=None, input_shape=None, partial=partial)
+        reason = _first_line(exc)
+        return WalkError(f"{name} cannot take a {shape} input: {reason}", layer=None,
+                         layer_type=None, input_shape=None, reason=reason, partial=partial)
     layer_type = type(failing.module).__name__
     reason = explain_failure(failing.module, failing.input_shape, exc, calls)
     message = (f"{name} cannot take a {shape} input: layer {failing.name} ({layer_type}) "
-               f"received {_fmt(failing.input_shape)} and {reason}.")
+               f"receives {fmt_shape(failing.input_shape)}, and {reason}.")
     return WalkError(message, layer=failing.name, layer_type=layer_type,
-                     input_shape=failing.input_shape, partial=partial)
+                     input_shape=failing.input_shape, reason=reason, partial=partial)
 
 
 def explain_failure(module: nn.Module, input_shape: Shape | None, exc: Exception,
@@ -189,16 +185,17 @@ def explain_failure(module: nn.Module, input_shape: Shape | None, exc: Exception
     if input_shape is not None and isinstance(module, nn.Linear):
         got = input_shape[-1]
         if got != module.in_features:
-            reason = f"expects {module.in_features} input features but receives {got}"
+            reason = f"it expects {module.in_features} input features, not {got}"
             flatten = next((c for c in reversed(calls)
                             if isinstance(c.module, nn.Flatten) and c.finished), None)
             if flatten is not None and flatten.input_shape and len(flatten.input_shape) > 2:
-                reason += f" (= {_fmt(flatten.input_shape[1:])} from {flatten.name} Flatten)"
+                flattened = fmt_shape(flatten.input_shape[1:])
+                reason += f" (= {flattened} from layer {flatten.name} Flatten)"
             return reason
     in_channels = getattr(module, "in_channels", None)
     if input_shape is not None and in_channels is not None and len(input_shape) > 1:
         if input_shape[1] != in_channels:
-            return f"expects {in_channels} input channels but receives {input_shape[1]}"
+            return f"it expects {in_channels} input channels, not {input_shape[1]}"
     kernel = getattr(module, "kernel_size", None)
     if input_shape is not None and kernel is not None:
         spatial = input_shape[2:]
@@ -211,9 +208,9 @@ def explain_failure(module: nn.Module, input_shape: Shape | None, exc: Exception
             needed = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
             padded = [s + 2 * p for s, p in zip(spatial, padding, strict=True)]
             if any(have < need for have, need in zip(padded, needed, strict=True)):
-                pad_note = f" with padding {_fmt(padding)}" if any(padding) else ""
-                return (f"its {_fmt(kernel)} kernel does not fit: the input is "
-                        f"{_fmt(spatial)}{pad_note}, the kernel needs at least {_fmt(needed)}")
+                padded_note = f" ({fmt_shape(padded)} padded)" if any(padding) else ""
+                return (f"its {fmt_shape(needed)} window is larger than the "
+                        f"{fmt_shape(spatial)}{padded_note} input")
     return _first_line(exc)
 
 
@@ -223,6 +220,21 @@ def _check_input_shape(shape) -> tuple[int, ...]:
         raise CnnshapeError(f"Input shape {shape} is not a tuple of positive integers.",
                             "Give (batch, channels, height, width), e.g. (1, 1, 224, 224).")
     return shape
+
+
+@contextlib.contextmanager
+def shape_only(model: nn.Module) -> Iterator[Callable[[tuple[int, ...]], torch.Tensor]]:
+    """Run ``model`` on data-free dummy inputs: yields ``dummy(shape) -> tensor``.
+
+    Inside: eval mode (BatchNorm1d at batch 1 works; dropout is a no-op), no autograd, and
+    meta or fake tensors, so nothing is computed or allocated. On exit the model is as it was.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    with _left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model):
+        model.eval()
+        yield lambda shape: torch.empty(shape, dtype=dtype, device=device)
 
 
 @contextlib.contextmanager
@@ -254,7 +266,8 @@ def _no_real_arithmetic(model: nn.Module):
     tensors = [*model.parameters(), *model.buffers()]
     if tensors and all(t.is_meta for t in tensors):
         return contextlib.nullcontext()
-    
+    from torch._subclasses.fake_tensor import FakeTensorMode  # imported only when needed
+
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
@@ -280,7 +293,7 @@ def _as_list(value, dims: int):
     return list(value)
 
 
-def _fmt(shape) -> str:
+def fmt_shape(shape) -> str:
     return "x".join(str(d) for d in shape) if shape is not None else "?"
 
 

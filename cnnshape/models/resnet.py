@@ -43,7 +43,7 @@ def resnet_block(input_channels, num_channels, num_residuals, first_block=False)
 @register("resnet18", size=96, lr=0.05, batch_size=256, section="d2l 7.6 ResNet",
           aliases=("resnet", "resnet-18"))
 def resnet18(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
-    """ResNet-18: a 7x7 stem and four stages of two Residual blocks (printed at 224, trained at 96)."""
+    """ResNet-18: a 7x7 stem, then four stages of two Residual blocks each."""
     b1 = nn.Sequential(
         nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
         nn.BatchNorm2d(64), nn.ReLU(),

@@ -1,0 +1,16 @@
+"""cnnshape: see convolutional networks layer by layer, and train them on Fashion-MNIST.
+
+    >>> import cnnshape
+    >>> net = cnnshape.get_model("googlenet")
+    >>> report = cnnshape.summary(net, input_size=(1, 1, 96, 96), depth=2)
+    >>> report.total_params, report.to_dict()["layers"][0]["output_shape"]
+"""
+
+__version__ = "0.1.0"
+
+from .api import compare, get_model, list_models, scan_sizes, show, sizes, summary  # noqa: E402
+from .errors import CnnshapeError  # noqa: E402
+from .report import Report, Row  # noqa: E402
+
+__all__ = ["CnnshapeError", "Report", "Row", "compare", "get_model", "list_models",
+           "scan_sizes", "show", "sizes", "summary"]

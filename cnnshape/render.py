@@ -1,0 +1,244 @@
+"""Pure presentation: reports, comparisons and size scans -> table | JSON | CSV | Markdown.
+
+Every view is first turned into a `View` (title, header, rows of display strings, raw rows,
+footer, JSON data); each format then renders any view the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .report import COLUMNS, COUNTING_CONVENTION, MEMORY_CONVENTION, Report
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@dataclass
+class View:
+    title: str
+    headers: list[str]
+    cells: list[list[str]]  # what a person reads
+    raw: list[list[Any]]  # what a script reads (CSV)
+    data: dict[str, Any]  # the JSON document
+    footer: list[str] = field(default_factory=list)
+    numeric: set[int] = field(default_factory=set)  # right-aligned columns
+
+
+# ---------------------------------------------------------------- numbers and units
+
+def human(n: float) -> str:
+    """1234567 -> '1.23 M' (SI prefixes: K = 10^3, M = 10^6, G = 10^9, T = 10^12)."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:g}"
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def shape(s: Sequence[int] | None) -> str:
+    return "[" + ", ".join(map(str, s)) + "]" if s is not None else "-"
+
+
+def _window(v) -> str:
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else "x".join(map(str, v))
+
+
+def ratio(r: float | None) -> str:
+    return "" if r is None else f"x{r:.3g}"
+
+
+# ---------------------------------------------------------------- views
+
+_DISPLAY = {
+    "output_shape": shape,
+    "kernel_size": _window,
+    "stride": _window,
+    "padding": _window,
+    "params": lambda n: f"{n:,}",
+    "macs": human,
+    "flops": human,
+}
+
+
+def report_view(report: Report) -> View:
+    cells, raw = [], []
+    for row in report.rows:
+        values = row.to_dict()
+        display = [_DISPLAY.get(c.key, str)(values[c.key]) for c in COLUMNS]
+        display[0] = "  " * (row.depth - 1) + display[0]  # the tree, indented by depth
+        cells.append(display)
+        raw.append([_csv_value(values[c.key]) for c in COLUMNS])
+    batch = report.input_shape[0]
+    footer = [
+        f"Input shape: {shape(report.input_shape)}   Output shape: {shape(report.output_shape)}",
+        f"Total params: {report.total_params:,}   Trainable params: {report.trainable_params:,}",
+        f"Total MACs: {report.total_macs:,} ({human(report.total_macs)})   "
+        f"Total FLOPs: {report.total_flops:,} ({human(report.total_flops)})"
+        + (f"   for a batch of {batch}" if batch > 1 else ""),
+        f"Parameter memory: {megabytes(report.param_bytes)}   "
+        f"Activation memory: {megabytes(report.activation_bytes)}",
+        COUNTING_CONVENTION,
+        MEMORY_CONVENTION,
+    ]
+    return View(
+        title=f"{report.model} at {shape(report.input_shape)}, depth {report.depth}",
+        headers=[c.header for c in COLUMNS],
+        cells=cells,
+        raw=raw,
+        data=report.to_dict(),
+        footer=footer,
+        numeric={i for i, c in enumerate(COLUMNS) if c.numeric},
+    )
+
+
+def compare_view(summaries) -> View:
+    headers = ["Model", "Input", "Output", "Params", "MACs", "FLOPs", "Act. memory",
+               "Conv+Linear", "Valid sizes"]
+    cells, raw = [], []
+    for s in summaries:
+        valid = ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in s.valid_sizes)
+        valid = valid or "none"
+        if s.report is None:
+            cells.append([s.model, shape(s.input_shape), "does not fit", "", "", "", "", "",
+                          valid])
+            raw.append([s.model, shape(s.input_shape), "", "", "", "", "", "", valid])
+            continue
+        r, rel = s.report, s.relative or {}
+        cells.append([
+            s.model, shape(s.input_shape), shape(r.output_shape),
+            f"{human(r.total_params)} {ratio(rel.get('params'))}",
+            f"{human(r.total_macs)} {ratio(rel.get('macs'))}",
+            f"{human(r.total_flops)} {ratio(rel.get('flops'))}",
+            f"{megabytes(r.activation_bytes)} {ratio(rel.get('activation_bytes'))}",
+            str(r.num_weight_layers), valid,
+        ])
+        raw.append([s.model, shape(s.input_shape), shape(r.output_shape), r.total_params,
+                    r.total_macs, r.total_flops, r.activation_bytes, r.num_weight_layers, valid])
+    failures = [f"{s.model}: {s.error}" for s in summaries if s.report is None]
+    footer = ["xN: relative to the first model that fits. " + COUNTING_CONVENTION,
+              "Conv+Linear: number of convolution and Linear layers executed "
+              "(VGG-11 has 11; ResNet-18 counts its three 1x1 shortcut convolutions too).",
+              *failures]
+    return View("Comparison", headers, cells, raw,
+                {"models": [s.to_dict() for s in summaries]}, footer, numeric={3, 4, 5, 6, 7})
+
+
+def sizes_view(scan) -> View:
+    cells, raw = [], []
+    for lo, hi in scan.valid:
+        cells.append([f"{lo}-{hi}" if lo != hi else str(lo), "accepted", "", ""])
+        raw.append([lo, hi, "accepted", "", ""])
+    for r in scan.invalid:
+        cells.append([f"{r.lo}-{r.hi}" if r.lo != r.hi else str(r.lo), "refused", r.layer,
+                      r.reason])
+        raw.append([r.lo, r.hi, "refused", r.layer, r.reason])
+    order = sorted(range(len(cells)), key=lambda i: raw[i][0])
+    return View(
+        title=f"{scan.model}: square inputs 1x{scan.in_channels}xSxS, S = 1..{scan.checked_up_to}",
+        headers=["Sizes", "Result", "First layer to refuse", "Why"],
+        cells=[cells[i] for i in order],
+        raw=[raw[i] for i in order],
+        data=scan.to_dict(),
+        footer=[f"Accepted: {scan.describe_valid()}"],
+    )
+
+
+def list_view(entries) -> View:
+    """entries: (spec, report at the spec's default size)."""
+    headers = ["Name", "Aliases", "Input", "Params", "MACs", "FLOPs", "Book section",
+               "Description"]
+    cells, raw, models = [], [], []
+    for spec, report in entries:
+        size = f"{spec.size}x{spec.size}"
+        cells.append([spec.name, ", ".join(spec.aliases), size, f"{report.total_params:,}",
+                      human(report.total_macs), human(report.total_flops), spec.section,
+                      spec.description])
+        raw.append([spec.name, " ".join(spec.aliases), spec.size, report.total_params,
+                    report.total_macs, report.total_flops, spec.section, spec.description])
+        models.append({"name": spec.name, "aliases": list(spec.aliases), "size": spec.size,
+                       "params": report.total_params, "macs": report.total_macs,
+                       "flops": report.total_flops, "section": spec.section,
+                       "description": spec.description,
+                       "recipe": {"lr": spec.recipe.lr, "batch_size": spec.recipe.batch_size,
+                                  "epochs": spec.recipe.epochs}})
+    footer = ["MACs/FLOPs for one 1-channel image at the default input size. "
+              + COUNTING_CONVENTION]
+    return View("Registered models", headers, cells, raw, {"models": models}, footer,
+                numeric={3, 4, 5})
+
+
+# ---------------------------------------------------------------- formats
+
+def table(view: View):
+    t = Table(title=view.title, box=box.SIMPLE_HEAD, title_justify="left")
+    for i, header in enumerate(view.headers):
+        t.add_column(header, justify="right" if i in view.numeric else "left", no_wrap=True)
+    for row in view.cells:
+        t.add_row(*row)
+    return Group(t, *(Text(line, style="dim" if i >= 4 else "") for i, line in
+                      enumerate(view.footer)))
+
+
+def to_string(view: View, fmt: Format) -> str:
+    """JSON, CSV or Markdown as text (the table format goes through rich, see `table`)."""
+    if fmt is Format.json:
+        return json.dumps(view.data, indent=2)
+    if fmt is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(view.headers)
+        writer.writerows(view.raw)
+        return buffer.getvalue().rstrip("\n")
+    if fmt is Format.markdown:
+        lines = [f"**{view.title}**", "", "| " + " | ".join(view.headers) + " |",
+                 "|" + "|".join("---:" if i in view.numeric else "---"
+                                for i in range(len(view.headers))) + "|"]
+        lines += ["| " + " | ".join(c.strip().replace("|", "\\|") for c in row) + " |"
+                  for row in view.cells]
+        return "\n".join(lines + [""] + view.footer)
+    raise ValueError(f"{fmt} is rendered by rich, not as a string")
+
+
+def _csv_value(v):
+    if isinstance(v, list):
+        return "x".join(map(str, v))
+    return "" if v is None else v
+
+
+# ---------------------------------------------------------------- Report display hooks
+
+def report_renderable(report: Report):
+    return table(report_view(report))
+
+
+def to_text(report: Report, width: int = 140) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(report_renderable(report))
+    return console.export_text()
+
+
+def to_html(report: Report) -> str:
+    console = Console(width=140, record=True, file=io.StringIO())
+    console.print(report_renderable(report))
+    return console.export_html(inline_styles=True)
