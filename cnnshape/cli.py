@@ -19,9 +19,17 @@ from .render import Format, compare_view, list_view, report_view, sizes_view, ta
 from .sizes import DEFAULT_UP_TO
 from .walk import WalkError
 
+HELP = """See convolutional networks layer by layer: output shapes, parameters, MACs/FLOPs,
+valid input sizes; and train them on Fashion-MNIST the way d2l does, fast.
+
+Counting convention: MACs = multiply-accumulates of convolutions and Linear layers; FLOPs = 2 x
+MACs, as torch.utils.flop_counter counts them. Biases, BatchNorm, activations, pooling,
+additions and concatenation are not counted. Shapes and counts come from meta tensors:
+nothing is computed or allocated, at any input size.
+"""
+
 app = typer.Typer(
-    help="See convolutional networks layer by layer: output shapes, parameters, MACs/FLOPs, "
-    "valid input sizes; and train them on Fashion-MNIST the way d2l does, fast.",
+    help=HELP,
     no_args_is_help=True,
     add_completion=False,
     # Plain click errors read "Error: <what>" after a usage line; rich would draw a box.
@@ -123,10 +131,6 @@ def main(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
-    """Conventions: MACs = multiply-accumulates of convolutions and Linear layers; FLOPs = 2 x
-    MACs, as torch.utils.flop_counter counts; BatchNorm, activations, pooling, additions and
-    concatenation are not counted. Shapes and counts come from meta tensors: nothing is
-    computed, at any input size."""
     global _debug
     _debug = debug
 
@@ -152,6 +156,7 @@ def show(
 ) -> None:
     """Walk a dummy input through MODEL layer by layer: output shape, params, MACs, FLOPs.
 
+    MACs count the multiply-accumulates of convolutions and Linear layers; FLOPs = 2 x MACs.
     Example: cnnshape show googlenet --size 96 --depth 2
     """
     report = api.show(model, parse_size(size), batch=batch, in_channels=in_channels,
