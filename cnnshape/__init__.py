@@ -8,9 +8,17 @@
 
 __version__ = "0.1.0"
 
-from .api import compare, get_model, list_models, scan_sizes, show, sizes, summary  # noqa: E402
+from .api import (  # noqa: E402
+    compare,
+    get_model,
+    list_models,
+    scan_sizes,
+    show,
+    summary,
+    valid_sizes,
+)
 from .errors import CnnshapeError  # noqa: E402
 from .report import Report, Row  # noqa: E402
 
 __all__ = ["CnnshapeError", "Report", "Row", "compare", "get_model", "list_models",
-           "scan_sizes", "show", "sizes", "summary"]
+           "scan_sizes", "show", "summary", "valid_sizes"]

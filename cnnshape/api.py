@@ -64,7 +64,7 @@ def show(name: str, size: tuple[int, int] | None = None, *, batch: int = 1, in_c
     return summary(model, (batch, in_channels, height, width), depth, name=spec.name)
 
 
-def sizes(name: str, *, in_channels: int = 1, num_classes: int = 10,
+def valid_sizes(name: str, *, in_channels: int = 1, num_classes: int = 10,
           up_to: int = DEFAULT_UP_TO) -> SizeScan:
     spec = get_spec(name)
     return scan_sizes(build_for_inspection(spec, in_channels, num_classes), in_channels, up_to,
@@ -143,4 +143,4 @@ def _check_positive(**values: int) -> None:
 
 
 __all__ = ["CnnshapeError", "ModelSummary", "Report", "SizeScan", "compare", "fmt_shape",
-           "get_model", "list_models", "scan_sizes", "show", "sizes", "summary"]
+           "get_model", "list_models", "scan_sizes", "show", "summary", "valid_sizes"]

@@ -197,4 +197,4 @@ def sizes(
 
     Every size from 1 to --up-to is checked on meta tensors (no arithmetic).
     """
-    emit(sizes_view(api.sizes(model, in_channels=in_channels, up_to=up_to)), format)
+    emit(sizes_view(api.valid_sizes(model, in_channels=in_channels, up_to=up_to)), format)

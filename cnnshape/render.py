@@ -156,7 +156,7 @@ def sizes_view(scan) -> View:
     order = sorted(range(len(cells)), key=lambda i: raw[i][0])
     return View(
         title=f"{scan.model}: square inputs 1x{scan.in_channels}xSxS, S = 1..{scan.checked_up_to}",
-        headers=["Sizes", "Result", "First layer to refuse", "Why"],
+        headers=["Sizes", "Result", "First layer to refuse", "Why (at the range's first size)"],
         cells=[cells[i] for i in order],
         raw=[raw[i] for i in order],
         data=scan.to_dict(),

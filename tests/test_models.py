@@ -8,7 +8,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnshape
 from cnnshape.registry import get_spec, list_specs
-from cnnshape.walk import walk
 
 SPECS = list_specs()
 NAMES = [s.name for s in SPECS]

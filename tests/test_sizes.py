@@ -18,14 +18,14 @@ def accepts(model, size):
 
 @pytest.mark.parametrize("name", ["lenet", "lenet-bn", "lenet-bn-scratch"])
 def test_scan_agrees_with_real_forwards_at_every_size(name):
-    scan = cnnshape.sizes(name, up_to=48)
+    scan = cnnshape.valid_sizes(name, up_to=48)
     model = get_spec(name).build().eval()
     for size in range(1, 49):
         assert scan.accepts(size) == accepts(model, size), size
 
 
 def test_alexnet_takes_only_a_narrow_band():
-    scan = cnnshape.sizes("alexnet")
+    scan = cnnshape.valid_sizes("alexnet")
     assert scan.valid == [(193, 224)]
     assert scan.checked_up_to == 1024
     model = get_spec("alexnet").build().eval()
@@ -33,17 +33,17 @@ def test_alexnet_takes_only_a_narrow_band():
 
 
 def test_lenet_bn_linear_256_takes_28_to_31():
-    assert cnnshape.sizes("lenet-bn").valid == [(28, 31)]
+    assert cnnshape.valid_sizes("lenet-bn").valid == [(28, 31)]
 
 
 def test_fully_convolutional_models_take_everything_from_their_minimum():
-    assert cnnshape.sizes("resnet18").valid == [(1, 1024)]
-    assert cnnshape.sizes("googlenet", up_to=300).valid == [(1, 300)]
-    assert cnnshape.sizes("nin").valid == [(67, 1024)]
+    assert cnnshape.valid_sizes("resnet18").valid == [(1, 1024)]
+    assert cnnshape.valid_sizes("googlenet", up_to=300).valid == [(1, 300)]
+    assert cnnshape.valid_sizes("nin").valid == [(67, 1024)]
 
 
 def test_every_refused_range_says_which_layer_and_why():
-    scan = cnnshape.sizes("alexnet")
+    scan = cnnshape.valid_sizes("alexnet")
     covered = sorted([(lo, hi) for lo, hi in scan.valid]
                      + [(r.lo, r.hi) for r in scan.invalid])
     assert covered[0][0] == 1 and covered[-1][1] == 1024
