@@ -6,6 +6,7 @@ Data goes to stdout, messages to stderr, so `cnnshape show resnet18 --format jso
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from typing import Annotated
@@ -65,6 +66,10 @@ def friendly_errors(command):
         except KeyboardInterrupt:
             stderr.print("Interrupted.")
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `cnnshape show ... | head`: the reader left, nothing to say
+            # Python's documented recipe: point stdout at devnull so the flush at exit is quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except Exception as err:  # a bug in cnnshape, not a user mistake
             if _debug:
                 raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -203,7 +204,7 @@ def table(view: View):
 def to_string(view: View, fmt: Format) -> str:
     """JSON, CSV or Markdown as text (the table format goes through rich, see `table`)."""
     if fmt is Format.json:
-        return json.dumps(view.data, indent=2)
+        return _compact_number_lists(json.dumps(view.data, indent=2))
     if fmt is Format.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -218,6 +219,12 @@ def to_string(view: View, fmt: Format) -> str:
                   for row in view.cells]
         return "\n".join(lines + [""] + view.footer)
     raise ValueError(f"{fmt} is rendered by rich, not as a string")
+
+
+def _compact_number_lists(text: str) -> str:
+    """Put shapes like [1, 64, 24, 24] on one line instead of one number per line."""
+    return re.sub(r"\[([-\d\s,.e]+)\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
 
 
 def _csv_value(v):

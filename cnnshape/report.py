@@ -48,7 +48,10 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["macs"] = self.macs
+        flops = data.pop("flops")
+        data.update(macs=self.macs, flops=flops)  # keep MACs next to FLOPs, as in the table
+        data.update(kernel_size=data.pop("kernel_size"), stride=data.pop("stride"),
+                    padding=data.pop("padding"))
         return data
 
 
