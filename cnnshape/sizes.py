@@ -101,10 +101,6 @@ class _PointwiseShapes(TorchDispatchMode):
     would. In-place and out= variants go to the real meta kernel.
     """
 
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # see walk._FlopCounter: avoids importing torch._dynamo
-
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func._overloadpacket in _BROADCASTING_OPS and not func._schema.is_mutable:
