@@ -1,0 +1,264 @@
+"""Fashion-MNIST for training: find or download the IDX files, read them, batch them on the device.
+
+A whole split lives on the training device as uint8 (47 MB for the 60,000 training images),
+so a batch is one index into device memory: no DataLoader, no workers, no per-image decoding.
+Each batch is converted to float and resized on the device, as the book's
+``Resize(size)`` + ``ToTensor()`` would on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import CnnshapeError
+
+CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+IMAGE_SIZE = 28
+DATASETS = ("fashion-mnist", "synthetic")
+
+# (split, kind) -> the file name as Fashion-MNIST's own site and torchvision spell it.
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+_IDX_UBYTE = 0x08  # the IDX type code for unsigned bytes, the only type these files use
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, 28, 28) uint8
+    labels: torch.Tensor  # (N,) int64, as CrossEntropyLoss wants them
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def head(self, n: int | None) -> Split:
+        return self if n is None else Split(self.images[:n], self.labels[:n])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    source: str  # where the images came from, for the run header and config.json
+    train: Split
+    test: Split
+    classes: tuple[str, ...] = CLASSES
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return Dataset(self.name, self.source, self.train.to(device), self.test.to(device),
+                       self.classes)
+
+    def head(self, n_train: int | None, n_test: int | None) -> Dataset:
+        """The first images of each split (for quick runs); None keeps a split whole."""
+        return Dataset(self.name, self.source, self.train.head(n_train), self.test.head(n_test),
+                       self.classes)
+
+
+# ---- reading IDX files ------------------------------------------------------------------------
+
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """An IDX file (gzipped or not) as a uint8 tensor, checking magic number, dims and length."""
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != _IDX_UBYTE:
+        raise _corrupt(path, "it does not start with the IDX magic number for unsigned bytes")
+    if raw[3] != ndim:
+        raise _corrupt(path, f"it has {raw[3]} dimensions where {ndim} were expected")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise _corrupt(path, "it ends inside its header")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + _product(dims)
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "longer than its header says"
+        raise _corrupt(path, f"it is {what}: {len(raw):,} bytes where dims {dims} "
+                             f"need {expected:,}")
+    # bytearray: a writable buffer torch can own (bytes are read-only); one copy, no slicing.
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(dims)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        # Decide by content, not by name: people gunzip files and keep the .gz name, or not.
+        return gzip.decompress(raw) if raw[:2] == _GZIP_MAGIC else raw
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _corrupt(path, f"it cannot be read ({exc})") from exc
+
+
+def _product(dims: list[int]) -> int:
+    total = 1
+    for d in dims:
+        total *= d
+    return total
+
+
+def _corrupt(path: Path, why: str) -> CnnshapeError:
+    return CnnshapeError(
+        f"{path} is not a valid Fashion-MNIST IDX file: {why}.",
+        "Download the file again (see https://github.com/zalandoresearch/fashion-mnist).",
+    )
+
+
+def read_split(images_path: Path, labels_path: Path) -> Split:
+    images = read_idx(images_path, ndim=3)
+    labels = read_idx(labels_path, ndim=1)
+    if tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
+        raise _corrupt(images_path, f"its images are {list(images.shape[1:])}, not 28x28")
+    if len(labels) != len(images):
+        raise _corrupt(labels_path, f"it has {len(labels):,} labels for {len(images):,} images "
+                                    f"in {images_path.name}")
+    if len(labels) and int(labels.max()) >= len(CLASSES):
+        raise _corrupt(labels_path, f"it has label {int(labels.max())}; classes are 0-9")
+    return Split(images, labels.long())
+
+
+# ---- finding the files ------------------------------------------------------------------------
+
+def default_data_dir() -> Path:
+    """$CNNSHAPE_DATA, else the user's cache (``$XDG_CACHE_HOME`` or ~/.cache)/cnnshape/..."""
+    if os.environ.get("CNNSHAPE_DATA"):
+        return Path(os.environ["CNNSHAPE_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "cnnshape" / "fashion-mnist"
+
+
+def find_files(directory: Path) -> dict[tuple[str, str], Path] | None:
+    """The four files in ``directory`` or in torchvision's layout below it, else None."""
+    for folder in (directory, directory / "FashionMNIST" / "raw"):
+        found = {key: _first_existing(folder, name) for key, name in FILES.items()}
+        if all(found.values()):
+            return found
+    return None
+
+
+def _first_existing(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing(directory: Path, tried_download: bool) -> CnnshapeError:
+    names = ", ".join(f"{name}.gz" for name in FILES.values())
+    why = " and downloading them failed (no network?)" if tried_download else ""
+    return CnnshapeError(
+        f"Fashion-MNIST was not found in {directory}{why}.",
+        f"Put the four IDX files ({names}; gzipped or not) in one folder and pass it with "
+        f"--data-dir, or copy them into {directory}.",
+    )
+
+
+def _download(directory: Path) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    # torchvision reports download progress on stdout, which belongs to a command's data.
+    with contextlib.redirect_stdout(sys.stderr):
+        for train in (True, False):
+            FashionMNIST(str(directory), train=train, download=True)
+
+
+def locate(data_dir: str | os.PathLike | None) -> dict[tuple[str, str], Path]:
+    """The four files: from ``data_dir`` as given, or from the cache, downloading when absent."""
+    if data_dir is not None:
+        directory = Path(data_dir).expanduser()
+        found = find_files(directory)
+        if found is None:
+            raise _missing(directory, tried_download=False)
+        return found
+    directory = default_data_dir()
+    if find_files(directory) is None:
+        try:
+            _download(directory)
+        except Exception as exc:  # any failure (DNS, HTTP, disk) means the same thing to a user
+            raise _missing(directory, tried_download=True) from exc
+    found = find_files(directory)
+    if found is None:
+        raise _missing(directory, tried_download=True)
+    return found
+
+
+def fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
+    files = locate(data_dir)
+    train = read_split(files["train", "images"], files["train", "labels"])
+    test = read_split(files["test", "images"], files["test", "labels"])
+    return Dataset("fashion-mnist", str(files["train", "images"].parent), train, test)
+
+
+def synthetic(n_train: int = 60_000, n_test: int = 10_000, seed: int = 0) -> Dataset:
+    """Random images and labels with Fashion-MNIST's shapes: for smoke runs and benchmarks."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> Split:
+        images = torch.randint(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=g)
+        return Split(images, torch.randint(0, len(CLASSES), (n,), generator=g))
+
+    return Dataset("synthetic", f"synthetic (random, seed {seed})", split(n_train), split(n_test))
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Dataset:
+    if name == "fashion-mnist":
+        return fashion_mnist(data_dir)
+    if name == "synthetic":
+        return synthetic(seed=seed)
+    raise CnnshapeError(f"Unknown dataset {name!r}.", f"Choose one of: {', '.join(DATASETS)}.")
+
+
+# ---- batches on the device --------------------------------------------------------------------
+
+def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, size, size) in [0, 1], like Resize(size) + ToTensor().
+
+    The book resizes the uint8 PIL image (bilinear) and then divides by 255. Here: bilinear
+    ``F.interpolate`` with ``antialias=True`` on pixel values 0-255, rounded back to whole
+    levels, then divided by 255 (as ToTensor does). ``antialias=True`` is the filter PIL and
+    torchvision's tensor ``Resize`` use: identical to plain bilinear when enlarging (every
+    seed size is >= 28) and, unlike ``antialias=False``, also right when shrinking. Rounding
+    mimics the uint8 image PIL produces; PIL's fixed-point weights still differ by one level
+    (1/255) on some pixels (~18% at 28->224, measured), which is float-rounding noise.
+    """
+    x = images.unsqueeze(1).float()
+    if size != IMAGE_SIZE:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True).round_()
+    x = x.div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)  # the last batch is partial, not dropped
+
+
+def batches(split: Split, batch_size: int, size: int, *, shuffle_seed: int | None = None,
+            channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, labels) batches in a shuffled (seeded) or the stored order, on the split's device.
+
+    The permutation is drawn on the device from its own seeded generator, so the order of an
+    epoch depends only on its seed: a resumed run sees the same batches as an uninterrupted one.
+    """
+    order = None
+    if shuffle_seed is not None:
+        device = split.images.device
+        generator = torch.Generator(device=device).manual_seed(shuffle_seed)
+        order = torch.randperm(len(split), generator=generator, device=device)
+    for start in range(0, len(split), batch_size):
+        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        yield to_input(split.images[idx], size, channels_last), split.labels[idx]

@@ -1,0 +1,365 @@
+"""The seed's ``d2l.train_ch6``, kept faithful by default and made fast: one loop, a few switches.
+
+Faithful: Xavier-uniform init of exact ``nn.Linear``/``nn.Conv2d`` weights, plain ``SGD(lr)``,
+``CrossEntropyLoss``, running example-weighted train loss/accuracy per epoch in train mode,
+then test accuracy over the whole test split in eval mode under ``no_grad``.
+
+Fast: the data is on the device (see data.py); per-batch metrics are written into a device
+buffer and read back only at progress points, so the host never waits for the device inside
+the batch loop except a few times per second. Device-dependent switches (autocast precision,
+channels_last, cudnn.benchmark, torch.compile) are settings of the same loop, and all but
+cudnn.benchmark also run on CPU, where the tests exercise them.
+
+The loop never prints: it reports through ``on_event`` callbacks (the dataclasses below).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+from torch import nn
+
+from . import data as data_mod
+from .data import Dataset, Split
+from .errors import CnnshapeError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---- configuration ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run. ``resolve()`` turns the ``auto`` choices into concrete ones."""
+
+    model: str
+    epochs: int
+    lr: float
+    batch_size: int
+    size: int  # input height and width the images are resized to
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    channels_last: bool | None = None  # None: on for CUDA (fast there), off for CPU (slower)
+    compile: bool = False
+    seed: int = 0
+    dataset: str = "fashion-mnist"  # fashion-mnist | synthetic
+    data_dir: str | None = None  # None: the cache directory, downloading when online
+    out: str | None = None  # run directory; None: runs/<model>-<timestamp>
+    train_limit: int | None = None  # use only the first N training images (quick runs)
+    test_limit: int | None = None  # use only the first N test images
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}.")
+        _check(math.isfinite(self.lr) and self.lr > 0,
+               f"--lr must be a positive number, not {self.lr}.")
+        _check(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}.")
+        _check(self.size >= 1, f"--size must be at least 1, not {self.size}.")
+        _check(self.precision in PRECISIONS,
+               f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
+        _check(self.dataset in data_mod.DATASETS,
+               f"--dataset must be one of {', '.join(data_mod.DATASETS)}, not {self.dataset!r}.")
+        for name in ("train_limit", "test_limit"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, f"{name} must be at least 1, not {value}.")
+
+    def resolve(self) -> TrainConfig:
+        """The same settings with device, precision and channels_last made concrete."""
+        device = resolve_device(self.device)
+        cuda = device.startswith("cuda")
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        channels_last = cuda if self.channels_last is None else self.channels_last
+        return replace(self, device=device, precision=precision, channels_last=channels_last)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise CnnshapeError(message, "Run `cnnshape train --help` for the allowed values.")
+
+
+def resolve_device(name: str) -> str:
+    """auto -> cuda:0 when a GPU is visible, else cpu; cuda -> cuda:0; checks cuda:N exists."""
+    if name == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise CnnshapeError(f"--device {name}: this machine has no usable CUDA GPU.",
+                                "Use --device cpu (or auto, which picks the CPU here).")
+        index = name.partition(":")[2] or "0"
+        count = torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise CnnshapeError(f"--device {name}: there is no such GPU ({count} visible).",
+                                f"Use cuda:0 to cuda:{count - 1}.")
+        return f"cuda:{int(index)}"
+    raise CnnshapeError(f"Unknown device {name!r}.", "Use auto, cpu, cuda or cuda:N.")
+
+
+# ---- events -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunStart:
+    config: TrainConfig  # resolved
+    params: int
+    data_source: str
+    n_train: int
+    n_test: int
+    start_epoch: int  # epochs already finished (0 unless resuming)
+    flops_per_image: int | None = None  # forward FLOPs; fit leaves it for the caller to fill
+    run_dir: str | None = None  # filled by run.train_run
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    epoch: int  # 1-based
+    epochs: int
+    batch: int  # batches done in this epoch
+    batches: int
+    train_loss: float  # running, example-weighted, over this epoch so far
+    train_acc: float
+    images_per_sec: float
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One finished epoch: the event fit sends at its end, and one row of metrics.csv."""
+
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    images_per_sec: float  # training images / train_seconds
+    train_seconds: float  # time in the training loop only (the book's timer)
+    seconds: float  # the whole epoch: training and evaluation
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    history: list[EpochStats]
+    examples_per_sec: float  # the book's figure: all training examples / time in training
+    device: str
+
+
+Event = RunStart | BatchProgress | EpochStats | RunEnd
+OnEvent = Callable[[Event], None]
+
+
+class NonFiniteLossError(CnnshapeError):
+    """The training loss became NaN or infinite: the run cannot go on."""
+
+    def __init__(self, epoch: int, batch: int, lr: float):
+        super().__init__(
+            f"The training loss became non-finite (NaN or inf) in epoch {epoch} at batch {batch}.",
+            f"The learning rate ({lr:g}) is probably too high for this model: "
+            f"try a lower --lr, e.g. {lr / 2:g}.",
+        )
+        self.epoch = epoch
+        self.batch = batch
+        self.run_dir = None  # set by run.train_run/resume_run: where the last good checkpoint is
+        self.last_epoch = None  # set there too: the epoch that checkpoint holds (0: none)
+
+
+# ---- the book's init, optimizer and loss --------------------------------------------------------
+
+def init_weights(model: nn.Module) -> None:
+    """train_ch6's init: xavier_uniform_ on modules whose type is exactly Linear or Conv2d.
+
+    ``model.apply`` as the book does, so the random numbers are drawn in the book's order.
+    """
+
+    def init(module: nn.Module) -> None:
+        if type(module) in (nn.Linear, nn.Conv2d):
+            nn.init.xavier_uniform_(module.weight)
+
+    model.apply(init)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr)
+
+
+def make_scaler(cfg: TrainConfig) -> torch.amp.GradScaler:
+    """fp16 needs loss scaling against underflowing gradients; disabled it is a no-op."""
+    cfg = cfg.resolve()
+    return torch.amp.GradScaler(_device_type(cfg), enabled=cfg.precision == "fp16")
+
+
+def prepare_model(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """Move the model to the run's device and memory format (in place, parameters kept)."""
+    cfg = cfg.resolve()
+    model.to(cfg.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _device_type(cfg: TrainConfig) -> str:
+    return torch.device(cfg.device).type
+
+
+def _autocast(cfg: TrainConfig):
+    if cfg.precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(_device_type(cfg), dtype=_AUTOCAST_DTYPES[cfg.precision])
+
+
+def _configure_backends(cfg: TrainConfig) -> None:
+    if _device_type(cfg) == "cuda":
+        # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
+        # fp32 must mean the book's fp32 numerics, not TF32 convolutions (PyTorch's default).
+        torch.backends.cudnn.allow_tf32 = cfg.precision != "fp32"
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, on_event: OnEvent | None = None, *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scaler: torch.amp.GradScaler | None = None,
+        history: Sequence[EpochStats] = (),
+        progress_every: float = 0.25) -> list[EpochStats]:
+    """Train ``model`` for the epochs of ``cfg`` not yet in ``history``; returns the full history.
+
+    A fresh run (empty ``history``) starts, as train_ch6 does, with ``init_weights``; its
+    randomness comes from the global RNG, so seed it before building the model. Every epoch
+    then seeds its shuffle and the global RNG (dropout) from ``cfg.seed`` and the epoch number,
+    so a resumed run (model, optimizer, scaler and history restored) repeats an uninterrupted
+    one exactly on CPU. ``data`` must already be on ``cfg.device``. Raises NonFiniteLossError
+    when the loss stops being finite; KeyboardInterrupt passes through untouched.
+    """
+    cfg = cfg.resolve()
+    emit = on_event or (lambda event: None)
+    history = list(history)
+    if not history:
+        init_weights(model)
+    prepare_model(model, cfg)
+    _configure_backends(cfg)
+    optimizer = optimizer or make_optimizer(model, cfg)
+    scaler = scaler or make_scaler(cfg)
+    step_model = torch.compile(model) if cfg.compile else model
+    emit(RunStart(cfg, sum(p.numel() for p in model.parameters()), data.source,
+                  len(data.train), len(data.test), start_epoch=len(history)))
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        loss, acc, train_seconds = _train_epoch(step_model, optimizer, scaler, data.train, cfg,
+                                                epoch, emit, progress_every)
+        test_acc = evaluate(step_model, data.test, cfg)
+        stats = EpochStats(epoch, loss, acc, test_acc, len(data.train) / train_seconds,
+                           train_seconds, time.perf_counter() - started)
+        history.append(stats)
+        emit(stats)
+    emit(RunEnd(history, examples_per_sec(history), cfg.device))
+    return history
+
+
+def examples_per_sec(history: Sequence[EpochStats]) -> float:
+    examples = sum(s.images_per_sec * s.train_seconds for s in history)
+    seconds = sum(s.train_seconds for s in history)
+    return examples / seconds if seconds else 0.0
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One seed per (run seed, epoch): what makes epoch k the same whether resumed or not."""
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+def _train_epoch(model, optimizer, scaler, split: Split, cfg: TrainConfig, epoch: int,
+                 emit: OnEvent, progress_every: float) -> tuple[float, float, float]:
+    """One pass over the training split; returns (mean loss, accuracy, seconds)."""
+    model.train()
+    seed = epoch_seed(cfg.seed, epoch)
+    torch.manual_seed(seed + 1)  # dropout's stream; the shuffle has its own generator below
+    total = data_mod.num_batches(len(split), cfg.batch_size)
+    # Row 0: each batch's mean loss; row 1: its correct predictions. Written on the device
+    # (no sync) and read back only at progress points.
+    per_batch = torch.zeros(2, total, device=cfg.device)
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    next_report = started + progress_every
+    for i, (X, y) in enumerate(data_mod.batches(split, cfg.batch_size, cfg.size,
+                                                shuffle_seed=seed,
+                                                channels_last=cfg.channels_last)):
+        optimizer.zero_grad()
+        with _autocast(cfg):
+            y_hat = model(X)
+            loss = loss_fn(y_hat, y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        per_batch[0, i] = loss.detach()
+        per_batch[1, i] = (y_hat.argmax(dim=1) == y).sum()
+        if i + 1 < total and time.perf_counter() >= next_report:
+            emit(_progress(per_batch, i + 1, split, cfg, epoch, started))
+            next_report = time.perf_counter() + progress_every
+    last = _progress(per_batch, total, split, cfg, epoch, started)  # syncs: the epoch is done
+    seconds = time.perf_counter() - started
+    emit(last)
+    return last.train_loss, last.train_acc, seconds
+
+
+def _progress(per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig, epoch: int,
+              started: float) -> BatchProgress:
+    """Read the per-batch metrics back (the one host sync) and check the loss is finite.
+
+    Checking only here, not after every batch, keeps the host from waiting on the device each
+    step; the price is that a diverged run trains on for up to one progress interval before
+    it stops. Every batch's loss is kept, so the batch named is still the first bad one.
+    """
+    losses, correct = per_batch[:, :done].tolist()
+    bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+    if bad is not None:
+        raise NonFiniteLossError(epoch, bad + 1, cfg.lr)
+    sizes = [cfg.batch_size] * done
+    sizes[-1] = min(cfg.batch_size, len(split) - (done - 1) * cfg.batch_size)
+    seen = sum(sizes)
+    loss = sum(value * n for value, n in zip(losses, sizes, strict=True)) / seen
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return BatchProgress(epoch, cfg.epochs, done, data_mod.num_batches(len(split), cfg.batch_size),
+                         loss, sum(correct) / seen, seen / elapsed)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+def confusion_matrix(model: nn.Module, split: Split, cfg: TrainConfig,
+                     num_classes: int = len(data_mod.CLASSES)) -> torch.Tensor:
+    """(true class, predicted class) counts over ``split``, in eval mode under no_grad.
+
+    no_grad, not inference_mode, as the book: the scratch BatchNorm switches to its moving
+    statistics on ``torch.is_grad_enabled()``. The model's train/eval mode is restored after.
+    """
+    cfg = cfg.resolve()
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.long, device=cfg.device)
+    try:
+        with torch.no_grad(), _autocast(cfg):
+            for X, y in data_mod.batches(split, cfg.batch_size, cfg.size,
+                                         channels_last=cfg.channels_last):
+                cell = y * num_classes + model(X).argmax(dim=1)
+                # index_add_, not bincount: bincount sizes its output from a host-side max().
+                counts.index_add_(0, cell, torch.ones_like(cell))
+    finally:
+        model.train(was_training)
+    return counts.view(num_classes, num_classes).cpu()
+
+
+def evaluate(model: nn.Module, split: Split, cfg: TrainConfig) -> float:
+    """Accuracy over the whole split (the book's ``evaluate_accuracy_gpu``)."""
+    counts = confusion_matrix(model, split, cfg)
+    return counts.trace().item() / max(counts.sum().item(), 1)
