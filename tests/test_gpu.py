@@ -1,0 +1,63 @@
+"""The CUDA path (bf16 autocast, channels_last, cudnn.benchmark, no syncs in the batch loop).
+
+Skips itself on machines without a CUDA GPU; run it whenever one is available.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from test_train import build, config, toy
+
+from cnnshape.train import fit
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_auto_on_cuda_means_bf16_and_channels_last():
+    cfg = config(device="auto").resolve()
+    assert cfg.device == "cuda:0" and cfg.channels_last is True
+    assert cfg.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+
+
+def test_bf16_channels_last_on_cuda_agrees_with_fp32_on_cuda_and_cpu():
+    dataset = toy()
+    histories = {}
+    for name, settings in {"cpu": {"device": "cpu"},
+                           "cuda-fp32": {"device": "cuda", "precision": "fp32",
+                                         "channels_last": False},
+                           "cuda-fast": {"device": "cuda"}}.items():
+        cfg = config("lenet-bn", epochs=2, **settings)
+        histories[name] = fit(build(cfg), dataset.to(cfg.resolve().device), cfg)
+    cpu, fp32, fast = (histories[k][-1] for k in ("cpu", "cuda-fp32", "cuda-fast"))
+    # fp32 on the GPU is fp32 (TF32 off): the same numbers as the CPU up to summation order.
+    assert fp32.train_loss == pytest.approx(cpu.train_loss, rel=1e-3)
+    assert fast.train_loss == pytest.approx(fp32.train_loss, rel=0.05)
+    assert abs(fast.test_acc - fp32.test_acc) <= 0.05
+
+
+def _syncs_during_one_epoch(n_train: int) -> int:
+    cfg = config("lenet", epochs=1, batch_size=32, device="cuda", train_limit=n_train)
+    dataset = toy(n_train=n_train, n_test=64).to("cuda:0")
+    model = build(cfg)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(model, dataset, cfg, progress_every=1e9)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def test_the_batch_loop_never_waits_for_the_gpu():
+    # Twice the batches must not mean more host syncs: they happen per epoch, not per batch.
+    assert _syncs_during_one_epoch(640) == _syncs_during_one_epoch(1280)
+
+
+def test_compiled_training_runs_and_learns():
+    cfg = config("lenet-bn", epochs=2, device="cuda", compile=True, batch_size=64)
+    history = fit(build(cfg), toy().to("cuda:0"), cfg)
+    assert history[-1].train_loss < history[0].train_loss
