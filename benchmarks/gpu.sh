@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole GPU benchmark in one go, on a machine with one CUDA GPU and no network.
+#
+#   benchmarks/gpu.sh                      # alexnet@224, resnet18@96, googlenet@96
+#   benchmarks/gpu.sh --compile            # also time cnnshape with torch.compile
+#   DATA=/path/to/fashion-mnist benchmarks/gpu.sh --models resnet18 --full-epochs 0
+#
+# Writes to $OUT (the device runner's result folder) or benchmarks/out: nvidia-smi.txt,
+# test_gpu.txt (the GPU tests), gpu-results.md and gpu-results.jsonl (appended per model).
+# Without the Fashion-MNIST files it measures speed on synthetic IDX files instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # cnnshape importable without installing
+OUT_DIR=${OUT:-benchmarks/out}
+mkdir -p "$OUT_DIR"
+
+DATA=${DATA:-}
+for candidate in "$DATA" shared/data/fashion-mnist ../shared/data/fashion-mnist; do
+    if [ -n "$candidate" ] && [ -d "$candidate" ]; then DATA=$candidate; break; fi
+done
+DATA_ARGS=()
+if [ -n "$DATA" ] && [ -d "$DATA" ]; then DATA_ARGS=(--data-dir "$DATA"); fi
+
+nvidia-smi > "$OUT_DIR/nvidia-smi.txt" 2>&1 || true
+"$PY" -m pytest -q tests/test_gpu.py > "$OUT_DIR/test_gpu.txt" 2>&1 || true
+tail -n 3 "$OUT_DIR/test_gpu.txt"
+"$PY" benchmarks/gpu.py "${DATA_ARGS[@]}" --out "$OUT_DIR" "$@"
