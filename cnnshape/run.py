@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, data
+from .api import show
 from .errors import CnnshapeError
 from .models.batchnorm import BatchNorm as ScratchBatchNorm
 from .plot import plot_history
@@ -80,13 +81,14 @@ def train_run(cfg: TrainConfig, on_event: OnEvent | None = None, *,
     """Train a fresh run. KeyboardInterrupt ends it cleanly (``result.interrupted``); a
     non-finite loss raises NonFiniteLossError (``.run_dir``, ``.last_epoch`` added)."""
     cfg = cfg.resolve()
+    flops = forward_flops(cfg)  # also refuses a size the model cannot take, before any work
     torch.manual_seed(cfg.seed)  # the default init of biases and BatchNorm happens at build
     model = get_spec(cfg.model).build()
-    check_size(model, cfg.model, cfg.size)
     dataset = load_data(cfg)
     run_dir = _new_run_dir(cfg)
     write_config(run_dir, cfg, dataset, model)
-    return _train(model, dataset, cfg, run_dir, on_event, progress_every=progress_every)
+    return _train(model, dataset, cfg, run_dir, on_event, flops=flops,
+                  progress_every=progress_every)
 
 
 def resume_run(run_dir: str | Path, on_event: OnEvent | None = None, *,
@@ -108,6 +110,7 @@ def resume_run(run_dir: str | Path, on_event: OnEvent | None = None, *,
     if len(history) >= cfg.epochs:
         raise CnnshapeError(f"The run has already finished its {len(history)} epochs.",
                             f"Pass --epochs {len(history) + 10} (say) to train it longer.")
+    flops = forward_flops(cfg)
     dataset = load_data(cfg)
     model = get_spec(cfg.model).build()
     model.load_state_dict(state["model"])
@@ -119,12 +122,12 @@ def resume_run(run_dir: str | Path, on_event: OnEvent | None = None, *,
         scaler.load_state_dict(state["scaler"])
     run_dir = checkpoint.resolve_path(run_dir).parent
     write_config(run_dir, cfg, dataset, model)
-    return _train(model, dataset, cfg, run_dir, on_event, optimizer=optimizer, scaler=scaler,
-                  history=history, progress_every=progress_every)
+    return _train(model, dataset, cfg, run_dir, on_event, flops=flops, optimizer=optimizer,
+                  scaler=scaler, history=history, progress_every=progress_every)
 
 
 def _train(model: nn.Module, dataset: data.Dataset, cfg: TrainConfig, run_dir: Path,
-           on_event: OnEvent | None, *, optimizer=None, scaler=None,
+           on_event: OnEvent | None, *, flops: int, optimizer=None, scaler=None,
            history: list[EpochStats] | None = None, progress_every: float) -> RunResult:
     history = list(history or [])
     optimizer = optimizer or make_optimizer(model, cfg)
@@ -132,7 +135,7 @@ def _train(model: nn.Module, dataset: data.Dataset, cfg: TrainConfig, run_dir: P
 
     def handle(event) -> None:
         if isinstance(event, RunStart):
-            event = replace(event, run_dir=str(run_dir))
+            event = replace(event, run_dir=str(run_dir), flops_per_image=flops)
         if isinstance(event, EpochStats):
             history.append(event)
             # Saved before the caller sees the event, so whatever the caller does next
@@ -187,26 +190,13 @@ def _sigint_deferred():
 
 # ---- pieces ------------------------------------------------------------------------------------
 
-def check_size(model: nn.Module, name: str, size: int) -> None:
-    """Fail before any work if the model cannot take size x size inputs.
+def forward_flops(cfg: TrainConfig) -> int:
+    """Forward FLOPs of one image, from the inspection walk (meta tensors, no arithmetic).
 
-    One image through the real model in eval mode under no_grad, so no BatchNorm statistics
-    move; the mode is restored. (Meta tensors would skip the arithmetic, but their first use
-    costs about a second of start-up, far more than this forward pass.)
+    The walk also refuses a size the model cannot take, naming the layer and the sizes it
+    accepts, so a run fails before it loads data or writes anything.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, size, size))
-    except Exception as exc:  # any shape error means the same thing to a user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CnnshapeError(
-            f"{name} cannot take {size}x{size} inputs: {reason}",
-            f"Run `cnnshape sizes {name}` to see the sizes it accepts.",
-        ) from exc
-    finally:
-        model.train(was_training)
+    return show(cfg.model, (cfg.size, cfg.size)).total_flops
 
 
 def load_data(cfg: TrainConfig) -> data.Dataset:

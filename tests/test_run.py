@@ -75,9 +75,9 @@ def test_an_existing_run_is_not_overwritten(fashion_dir, tmp_path):
 
 
 def test_a_size_the_model_cannot_take_fails_before_any_work(fashion_dir, tmp_path):
-    with pytest.raises(CnnshapeError, match="cannot take 8x8") as err:
+    with pytest.raises(CnnshapeError, match="cannot take a 1x1x8x8 input: layer 4 ") as err:
         run.train_run(config(fashion_dir, tmp_path / "r", size=8))
-    assert "cnnshape sizes" in err.value.hint
+    assert "accepts square inputs of size 28-31" in err.value.hint
     assert not (tmp_path / "r").exists()
 
 
@@ -240,3 +240,11 @@ def test_evaluate_run_on_synthetic_data(tmp_path):
     run.train_run(cfg)
     result = run.evaluate_run(tmp_path / "checkpoint.pt", test_limit=64)
     assert sum(c.total for c in result.per_class) == 64 and result.batch_norm == []
+
+
+def test_the_run_header_carries_the_walks_forward_flops(fashion_dir, tmp_path):
+    starts = []
+    run.train_run(config(fashion_dir, tmp_path / "r", epochs=1, train_limit=100),
+                  lambda event: starts.append(event) if isinstance(event, RunStart) else None)
+    assert starts[0].flops_per_image == 563_280  # lenet-bn at 28x28: 2 x 281,640 MACs
+    assert starts[0].run_dir == str(tmp_path / "r")
