@@ -1,0 +1,113 @@
+"""`cnnshape train` and `cnnshape eval` as a user runs them, on tiny IDX files."""
+
+import json
+
+import pytest
+from fmnist_files import write_fashion_dir
+from typer.testing import CliRunner
+
+import cnnshape.cli
+from cnnshape.cli import app
+from cnnshape.run import RunResult
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    return write_fashion_dir(tmp_path_factory.mktemp("fashion"), n_train=400, n_test=100)
+
+
+def train(fashion_dir, out, *args):
+    return runner.invoke(app, ["train", "lenet-bn", "--data-dir", str(fashion_dir),
+                               "--out", str(out), "--batch-size", "100", "--device", "cpu",
+                               *args])
+
+
+def test_train_prints_the_books_final_lines_and_writes_the_run(fashion_dir, tmp_path):
+    result = train(fashion_dir, tmp_path / "run", "--epochs", "2")
+    assert result.exit_code == 0, result.stderr
+    loss_line, speed_line = result.stdout.strip().splitlines()
+    assert loss_line.startswith("loss ") and ", train acc " in loss_line
+    assert ", test acc " in loss_line
+    assert speed_line.endswith("examples/sec on cpu")
+    # the header and one row per epoch go to stderr
+    assert "44,878 params" in result.stderr and "563.28 KFLOPs" in result.stderr
+    assert "lr 1, batch size 100" in result.stderr
+    for name in ("config.json", "metrics.csv", "curves.png", "checkpoint.pt"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_train_json_then_resume_then_eval(fashion_dir, tmp_path):
+    first = json.loads(train(fashion_dir, tmp_path / "run", "--epochs", "1", "-f", "json").stdout)
+    assert [e["epoch"] for e in first["history"]] == [1]
+    assert first["config"]["lr"] == 1.0 and first["config"]["size"] == 28
+
+    resumed = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--epochs", "2",
+                                  "-f", "json"])
+    assert resumed.exit_code == 0, resumed.stderr
+    history = json.loads(resumed.stdout)["history"]
+    assert [e["epoch"] for e in history] == [1, 2]
+    assert history[0] == first["history"][0]
+
+    evaluated = runner.invoke(app, ["eval", str(tmp_path / "run"), "--bn", "-f", "json"])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    doc = json.loads(evaluated.stdout)
+    assert doc["epoch"] == 2
+    assert doc["test_acc"] == pytest.approx(history[1]["test_acc"])
+    assert [c["name"] for c in doc["per_class"]][:2] == ["T-shirt/top", "Trouser"]
+    assert sum(map(sum, doc["confusion"])) == 100
+    assert [layer["type"] for layer in doc["batch_norm"]] == ["BatchNorm2d", "BatchNorm2d",
+                                                              "BatchNorm1d", "BatchNorm1d"]
+    table = runner.invoke(app, ["eval", str(tmp_path / "run"), "--bn"]).stdout
+    assert "Confusion matrix" in table and "gamma" in table and "Ankle boot" in table
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--size", "8"], "cannot take a 1x1x8x8 input"),
+    (["--precision", "fp8"], "--precision must be one of"),
+    (["--device", "tpu"], "Unknown device"),
+])
+def test_bad_training_options(fashion_dir, tmp_path, args, message):
+    result = train(fashion_dir, tmp_path / "run", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_data_names_the_four_files(tmp_path):
+    result = runner.invoke(app, ["train", "lenet", "--data-dir", str(tmp_path / "nothing")])
+    assert result.exit_code == 1
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        assert name in result.stderr
+
+
+def test_resume_refuses_settings_it_cannot_change(tmp_path):
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--lr", "0.5"])
+    assert result.exit_code == 1
+    assert "--lr cannot change" in result.stderr
+
+
+def test_train_needs_a_model_or_resume():
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 1 and "Which model?" in result.stderr
+
+
+def test_eval_of_a_missing_run(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path)])
+    assert result.exit_code == 1 and "No checkpoint" in result.stderr
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(monkeypatch, tmp_path):
+    # The engine's own tests deliver a real SIGINT; here: what the CLI does with the outcome.
+    def interrupted_run(cfg, on_event):
+        return RunResult(tmp_path, cfg.resolve(), history=[object()], interrupted=True,
+                         examples_per_sec=0.0)
+
+    monkeypatch.setattr(cnnshape.cli, "train_run", interrupted_run)
+    result = runner.invoke(app, ["train", "lenet", "--dataset", "synthetic"])
+    assert result.exit_code == 130
+    assert f"cnnshape train --resume {tmp_path}" in result.stderr
