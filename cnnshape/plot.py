@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from .checkpoint import atomic_write
 from .train import EpochStats
 
@@ -16,6 +13,10 @@ def plot_history(history: Sequence[EpochStats], path: str | os.PathLike,
                  title: str | None = None, epochs: int | None = None) -> None:
     """Write the curves to ``path`` (atomically). ``epochs`` fixes the x range, as the book's
     plot spans all planned epochs from the start."""
+    # Imported here: matplotlib costs a third of a second, which `cnnshape show` should not pay.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     # Figure + Agg canvas directly, not pyplot: no global figure state, no GUI backend.
     fig = Figure(figsize=(5, 3.5), dpi=100)
     FigureCanvasAgg(fig)

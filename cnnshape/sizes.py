@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import CnnshapeError
 from .walk import WalkError, shape_only, walk
@@ -69,7 +68,7 @@ def scan_sizes(model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_T
     if up_to < 1:
         raise CnnshapeError(f"The largest size to check must be at least 1, not {up_to}.")
     name = name or type(model).__name__
-    with shape_only(model) as dummy, _PointwiseShapes():
+    with shape_only(model) as dummy:
         propagate = _Propagator(model, dummy)
         with propagate.installed():
             outcomes = [propagate((1, in_channels, s, s)) for s in range(1, up_to + 1)]
@@ -84,34 +83,6 @@ def scan_sizes(model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_T
     return SizeScan(name, in_channels, up_to, valid, invalid)
 
 
-_aten = torch.ops.aten
-# Float-in, float-out pointwise ops common in CNN forwards (activations and arithmetic).
-_BROADCASTING_OPS = {
-    _aten.relu, _aten.sigmoid, _aten.tanh, _aten.hardtanh, _aten.clamp, _aten.gelu,
-    _aten.silu, _aten.hardswish, _aten.hardsigmoid, _aten.leaky_relu, _aten.elu,
-    _aten.add, _aten.sub, _aten.mul, _aten.div, _aten.sqrt, _aten.rsqrt, _aten.exp, _aten.neg,
-}
-
-
-class _PointwiseShapes(TorchDispatchMode):
-    """Activations and arithmetic get their output shape by broadcasting their inputs.
-
-    That is what those ops are, so it is exact; it skips the Python meta implementations
-    that otherwise make up most of a scan's time. Broadcasting errors still raise, as the op
-    would. In-place and out= variants go to the real meta kernel.
-    """
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func._overloadpacket in _BROADCASTING_OPS and not func._schema.is_mutable:
-            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-            if tensors:
-                shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-                dtype = torch.result_type(*tensors[:2]) if len(tensors) > 1 else tensors[0].dtype
-                return torch.empty(shape, dtype=dtype, device=tensors[0].device)
-        return func(*args, **kwargs)
-
-
 class _Refused(Exception):
     def __init__(self, failed: _Failed):
         super().__init__(failed.layer)
@@ -119,7 +90,7 @@ class _Refused(Exception):
 
 
 # Layers whose output shape is their input shape by definition: the scan skips calling them
-# (BatchNorm on meta tensors runs a slow Python decomposition, the bulk of the scan's time).
+# (BatchNorm on meta tensors runs a slow Python decomposition).
 _SHAPE_PRESERVING = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Identity)
 
 

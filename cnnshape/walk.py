@@ -40,6 +40,35 @@ class _FlopCounter(TorchDispatchMode):
         return out
 
 
+_aten = torch.ops.aten
+# Float-in, float-out pointwise ops common in CNN forwards (activations and arithmetic).
+_BROADCASTING_OPS = {
+    _aten.relu, _aten.sigmoid, _aten.tanh, _aten.hardtanh, _aten.clamp, _aten.gelu,
+    _aten.silu, _aten.hardswish, _aten.hardsigmoid, _aten.leaky_relu, _aten.elu,
+    _aten.add, _aten.sub, _aten.mul, _aten.div, _aten.sqrt, _aten.rsqrt, _aten.exp, _aten.neg,
+}
+
+
+class _PointwiseShapes(TorchDispatchMode):
+    """Activations and arithmetic get their output shape by broadcasting their inputs.
+
+    That is what those ops are, so it is exact, and it skips PyTorch's Python meta
+    implementations of them, which are slow (most of a size scan's time otherwise).
+    Broadcasting errors still raise, as the op would. In-place and out= variants go to the
+    real meta kernel.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func._overloadpacket in _BROADCASTING_OPS and not func._schema.is_mutable:
+            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+            if tensors:
+                shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+                dtype = torch.result_type(*tensors[:2]) if len(tensors) > 1 else tensors[0].dtype
+                return torch.empty(shape, dtype=dtype, device=tensors[0].device)
+        return func(*args, **kwargs)
+
+
 @dataclass
 class _Call:
     """One module call, filled in by the pre-hook (start) and the post-hook (end)."""
@@ -228,7 +257,8 @@ def shape_only(model: nn.Module) -> Iterator[Callable[[tuple[int, ...]], torch.T
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    with _left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model):
+    with (_left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model),
+          _PointwiseShapes()):
         model.eval()
         yield lambda shape: torch.empty(shape, dtype=dtype, device=device)
 
