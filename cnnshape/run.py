@@ -41,6 +41,7 @@ from .train import (
     make_scaler,
     prepare_model,
 )
+from .walk import count_flops
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -81,9 +82,9 @@ def train_run(cfg: TrainConfig, on_event: OnEvent | None = None, *,
     """Train a fresh run. KeyboardInterrupt ends it cleanly (``result.interrupted``); a
     non-finite loss raises NonFiniteLossError (``.run_dir``, ``.last_epoch`` added)."""
     cfg = cfg.resolve()
-    flops = forward_flops(cfg)  # also refuses a size the model cannot take, before any work
     torch.manual_seed(cfg.seed)  # the default init of biases and BatchNorm happens at build
     model = get_spec(cfg.model).build()
+    flops = forward_flops(model, cfg)  # also refuses a size the model cannot take, early
     dataset = load_data(cfg)
     run_dir = _new_run_dir(cfg)
     write_config(run_dir, cfg, dataset, model)
@@ -110,10 +111,10 @@ def resume_run(run_dir: str | Path, on_event: OnEvent | None = None, *,
     if len(history) >= cfg.epochs:
         raise CnnshapeError(f"The run has already finished its {len(history)} epochs.",
                             f"Pass --epochs {len(history) + 10} (say) to train it longer.")
-    flops = forward_flops(cfg)
-    dataset = load_data(cfg)
     model = get_spec(cfg.model).build()
     model.load_state_dict(state["model"])
+    flops = forward_flops(model, cfg)
+    dataset = load_data(cfg)
     prepare_model(model, cfg)  # before the optimizer state, which follows its parameters
     optimizer = make_optimizer(model, cfg)
     optimizer.load_state_dict(state["optimizer"])
@@ -190,13 +191,17 @@ def _sigint_deferred():
 
 # ---- pieces ------------------------------------------------------------------------------------
 
-def forward_flops(cfg: TrainConfig) -> int:
-    """Forward FLOPs of one image, from the inspection walk (meta tensors, no arithmetic).
+def forward_flops(model: nn.Module, cfg: TrainConfig) -> int:
+    """Forward FLOPs of one image, counted on one real image (milliseconds).
 
-    The walk also refuses a size the model cannot take, naming the layer and the sizes it
-    accepts, so a run fails before it loads data or writes anything.
+    A size the model cannot take is explained by the inspection walk instead (the layer that
+    refuses it and the sizes it accepts), so a run fails before it loads data or writes.
     """
-    return show(cfg.model, (cfg.size, cfg.size)).total_flops
+    try:
+        return count_flops(model, (1, 1, cfg.size, cfg.size))
+    except Exception:
+        show(cfg.model, (cfg.size, cfg.size))  # raises a WalkError that says why
+        raise
 
 
 def load_data(cfg: TrainConfig) -> data.Dataset:

@@ -31,6 +31,13 @@ class _FlopCounter(TorchDispatchMode):
         super().__init__()
         self.flops = 0
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # PyTorch wraps __torch_dispatch__ in dynamo.disable, which imports torch._dynamo
+        # (about a second) on first call. Counting never runs under torch.compile, so there is
+        # nothing to disable, and count_flops on real tensors stays a matter of milliseconds.
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
@@ -164,6 +171,22 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
                 handle.remove()
 
     return _report(name, input_shape, depth, model, calls, counter.flops, _shape_of(output))
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass on a real zero input (eval mode, no_grad; model untouched).
+
+    For callers that hold a real model and a small input (the training header): a real
+    forward of one image takes milliseconds, while the first meta-tensor walk in a process
+    pays about a second of PyTorch start-up. Same counting as ``walk``.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    counter = _FlopCounter()
+    with _left_as_it_was(model), torch.no_grad(), counter:
+        model.eval()
+        model(torch.zeros(input_shape, device=device))
+    return counter.flops
 
 
 def _report(name, input_shape, depth, model, calls, total_flops, output_shape) -> Report:

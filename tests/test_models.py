@@ -145,3 +145,12 @@ def test_in_channels_and_classes_reach_the_first_and_last_layer(name):
     assert report.output_shape == [1, 7]
     model = cnnshape.get_model(name, in_channels=3, num_classes=7)
     assert report.total_params == sum(p.numel() for p in model.parameters())
+
+
+def test_count_flops_on_a_real_image_agrees_with_the_walk(built):
+    from cnnshape.walk import count_flops
+
+    spec, model, report = built
+    model.train()
+    assert count_flops(model, (1, 1, spec.size, spec.size)) == report.total_flops
+    assert model.training
