@@ -12,7 +12,7 @@ from .errors import CnnshapeError
 from .registry import ModelSpec, get_spec, list_specs, match_specs
 from .report import Report
 from .sizes import DEFAULT_UP_TO, SizeScan, scan_sizes
-from .walk import WalkError, fmt_shape, walk
+from .walk import WalkError, walk
 
 
 def list_models() -> list[str]:
@@ -65,7 +65,8 @@ def show(name: str, size: tuple[int, int] | None = None, *, batch: int = 1, in_c
 
 
 def valid_sizes(name: str, *, in_channels: int = 1, num_classes: int = 10,
-          up_to: int = DEFAULT_UP_TO) -> SizeScan:
+                up_to: int = DEFAULT_UP_TO) -> SizeScan:
+    """Every square size 1..up_to a registered network accepts, and why it refuses the rest."""
     spec = get_spec(name)
     return scan_sizes(build_for_inspection(spec, in_channels, num_classes), in_channels, up_to,
                       name=spec.name)
@@ -81,8 +82,6 @@ class ModelSummary:
     report: Report | None  # None when the model does not accept the input
     error: str | None = None
     relative: dict[str, float] | None = None  # each figure / the first model's
-
-    FIGURES = ("params", "macs", "flops", "activation_bytes")
 
     def figures(self) -> dict[str, int]:
         r = self.report
@@ -142,5 +141,5 @@ def _check_positive(**values: int) -> None:
             raise CnnshapeError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
 
 
-__all__ = ["CnnshapeError", "ModelSummary", "Report", "SizeScan", "compare", "fmt_shape",
+__all__ = ["CnnshapeError", "ModelSummary", "Report", "SizeScan", "compare",
            "get_model", "list_models", "scan_sizes", "show", "summary", "valid_sizes"]

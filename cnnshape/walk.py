@@ -180,13 +180,20 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     forward of one image takes milliseconds, while the first meta-tensor walk in a process
     pays about a second of PyTorch start-up. Same counting as ``walk``.
     """
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device, dtype = _device_and_dtype(model)
     counter = _FlopCounter()
     with _left_as_it_was(model), torch.no_grad(), counter:
         model.eval()
-        model(torch.zeros(input_shape, device=device))
+        model(torch.zeros(input_shape, dtype=dtype, device=device))
     return counter.flops
+
+
+def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in what precision the model's inputs must be: those of its first parameter."""
+    param = next(model.parameters(), None)
+    if param is None:
+        return torch.device("cpu"), torch.float32
+    return param.device, param.dtype if param.is_floating_point() else torch.float32
 
 
 def _report(name, input_shape, depth, model, calls, total_flops, output_shape) -> Report:
@@ -277,9 +284,7 @@ def shape_only(model: nn.Module) -> Iterator[Callable[[tuple[int, ...]], torch.T
     Inside: eval mode (BatchNorm1d at batch 1 works; dropout is a no-op), no autograd, and
     meta or fake tensors, so nothing is computed or allocated. On exit the model is as it was.
     """
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device, dtype = _device_and_dtype(model)
     with (_left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model),
           _PointwiseShapes()):
         model.eval()
