@@ -5,6 +5,7 @@ Data goes to stdout, messages to stderr, so `cnnshape show resnet18 --format jso
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -17,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from . import __version__, api
+from . import __version__, api, distributed
 from .errors import CnnshapeError
 from .render import Format, compare_view, list_view, report_view, sizes_view, table, to_string
 from .run import evaluate_run, make_config, resume_run, train_run
@@ -64,6 +65,9 @@ def friendly_errors(command):
         except CnnshapeError as err:
             if _debug:
                 raise
+            if distributed.launch_rank() != 0:
+                # Under torchrun every rank has the same settings and code: rank 0 says it.
+                raise typer.Exit(1) from None
             if isinstance(err, WalkError) and err.partial.rows:
                 partial = report_view(err.partial)
                 partial.title, partial.footer = "Layers computed before the failure", []
@@ -71,7 +75,8 @@ def friendly_errors(command):
             _print_error(err.message, err.hint)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            stderr.print("Interrupted.")
+            if distributed.launch_rank() == 0:
+                stderr.print("Interrupted.")
             raise typer.Exit(130) from None
         except BrokenPipeError:  # `cnnshape show ... | head`: the reader left, nothing to say
             # Python's documented recipe: point stdout at devnull so the flush at exit is quiet.
@@ -80,16 +85,24 @@ def friendly_errors(command):
         except Exception as err:  # a bug in cnnshape, not a user mistake
             if _debug:
                 raise
-            _print_error(f"internal error: {type(err).__name__}: {err}",
-                         "Run again with --debug for the traceback, and please report it.")
+            _print_error(f"internal error: {type(err).__name__}: {err}", _INTERNAL_HINT
+                         if not distributed.launched() else _RANK_FAILED_HINT)
             raise typer.Exit(1) from None
 
     return wrapper
 
 
+_INTERNAL_HINT = "Run again with --debug for the traceback, and please report it."
+# When one rank dies, the others fail in their next collective with a connection error.
+_RANK_FAILED_HINT = ("Under torchrun one rank's failure stops all the others: the rank that "
+                     "failed first names the cause. --debug shows the tracebacks.")
+
+
 def _print_error(message: str, hint: str | None) -> None:
     # Plain print, not rich: rich would wrap long lines and read [brackets] as markup.
-    print(f"Error: {message}", file=sys.stderr)
+    # Under torchrun a failure can be one rank's own: say which.
+    where = f"[rank {distributed.launch_rank()}] " if distributed.launched() else ""
+    print(f"{where}Error: {message}", file=sys.stderr)
     if hint:
         print(f"Hint: {hint}", file=sys.stderr)
 
@@ -243,6 +256,12 @@ def train(
         "fp16.")] = "auto",
     compile: Annotated[bool, typer.Option(
         "--compile/--no-compile", help="torch.compile the model (slow to start).")] = False,
+    sync_bn: Annotated[bool, typer.Option(
+        "--sync-bn", help="Under torchrun: torch.nn.SyncBatchNorm, BatchNorm statistics over "
+        "the whole global batch (CUDA only; not the book's from-scratch BatchNorm of "
+        "lenet-bn-scratch). Default: each rank normalizes with its own share's statistics, "
+        "as DDP does, and the checkpoint keeps rank 0's running statistics. No effect in one "
+        "process.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for init, shuffling and dropout.")] = 0,
     dataset: Annotated[str, typer.Option(
         help="fashion-mnist, or synthetic (random images: smoke runs, benchmarks).")
@@ -274,42 +293,67 @@ def train(
     every epoch. Ctrl-C stops after saving the last finished epoch (exit 130); continue
     with --resume DIR.
 
+    Several GPUs or machines: launch with torchrun (torchrun --nproc_per_node=8 -m cnnshape
+    train resnet18): DistributedDataParallel, one process per GPU (gloo on CPU).
+    --batch-size and --lr stay the global batch and its learning rate, split across ranks;
+    BatchNorm uses each rank's own statistics unless --sync-bn; only rank 0 prints and
+    writes the run directory.
+
     Example: cnnshape train nin --epochs 10
     """
-    with TrainDisplay(stderr) as display:
-        if resume is not None:
-            given = {"MODEL": model, "--lr": lr, "--batch-size": batch_size, "--size": size,
-                     "--out": out, "--train-limit": train_limit, "--test-limit": test_limit}
-            fixed = [name for name, value in given.items() if value is not None]
-            if fixed:
-                raise CnnshapeError(
-                    f"--resume continues a run with its own settings; {', '.join(fixed)} "
-                    "cannot change.", "Only --epochs (a new total) and --device may be given.")
-            result = resume_run(resume, display, epochs=epochs,
-                                device=None if device == "auto" else device)
-        else:
-            if model is None:
-                raise CnnshapeError("Which model? Give a name, or --resume RUN_DIR.",
-                                    "Run `cnnshape list` to see every model.")
-            cfg = make_config(model, epochs=epochs, lr=lr, batch_size=batch_size, size=size,
-                              device=device, precision=precision, compile=compile, seed=seed,
-                              dataset=dataset, data_dir=data_dir, out=out,
-                              train_limit=train_limit, test_limit=test_limit)
-            result = train_run(cfg, display)
+    with distributed.session():
+        result = _train_or_resume(model, resume, epochs=epochs, lr=lr, batch_size=batch_size,
+                                  size=size, device=device, precision=precision,
+                                  compile=compile, sync_bn=sync_bn, seed=seed, dataset=dataset,
+                                  data_dir=data_dir, out=out, train_limit=train_limit,
+                                  test_limit=test_limit)
     if result.interrupted:
-        if result.history:
-            stderr.print(f"Interrupted. Epoch {len(result.history)} is saved in "
-                         f"{result.run_dir}; continue with:\n"
-                         f"  cnnshape train --resume {result.run_dir}", highlight=False)
-        else:
-            stderr.print("Interrupted before the first epoch finished: nothing to resume.")
+        _say_interrupted(result)
         raise typer.Exit(130)
+    if distributed.launch_rank() != 0:
+        return  # rank 0 reports for everyone
     if format is Output.json:
         _print_json({"run_dir": str(result.run_dir), "config": result.config.to_dict(),
                      "history": [asdict(s) for s in result.history],
                      "examples_per_sec": result.examples_per_sec})
     else:
         print(book_lines(result))
+
+
+# What --resume takes from the run it continues: (option, parameter) pairs.
+_RUN_SETTINGS = (("--lr", "lr"), ("--batch-size", "batch_size"), ("--size", "size"),
+                 ("--out", "out"), ("--train-limit", "train_limit"),
+                 ("--test-limit", "test_limit"), ("--sync-bn", "sync_bn"))
+
+
+def _train_or_resume(model, resume, *, epochs, device, **settings):
+    """The run, shown by a TrainDisplay on rank 0 (under torchrun the others show nothing)."""
+    display = TrainDisplay(stderr) if distributed.launch_rank() == 0 else contextlib.nullcontext()
+    with display:
+        if resume is not None:
+            given = {"MODEL": model, **{flag: settings[name] for flag, name in _RUN_SETTINGS}}
+            fixed = [flag for flag, value in given.items() if value not in (None, False)]
+            if fixed:
+                raise CnnshapeError(
+                    f"--resume continues a run with its own settings; {', '.join(fixed)} "
+                    "cannot change.", "Only --epochs (a new total) and --device may be given.")
+            return resume_run(resume, display, epochs=epochs,
+                              device=None if device == "auto" else device)
+        if model is None:
+            raise CnnshapeError("Which model? Give a name, or --resume RUN_DIR.",
+                                "Run `cnnshape list` to see every model.")
+        return train_run(make_config(model, epochs=epochs, device=device, **settings), display)
+
+
+def _say_interrupted(result) -> None:
+    if distributed.launch_rank() != 0:
+        return
+    if result.history:
+        stderr.print(f"Interrupted. Epoch {len(result.history)} is saved in "
+                     f"{result.run_dir}; continue with:\n"
+                     f"  cnnshape train --resume {result.run_dir}", highlight=False)
+    else:
+        stderr.print("Interrupted before the first epoch finished: nothing to resume.")
 
 
 @app.command("eval")

@@ -247,12 +247,21 @@ def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)  # the last batch is partial, not dropped
 
 
+def share(n: int, rank: int, world: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``n`` items (one global batch) among ``world`` ranks:
+    sizes differ by at most one, so together the ranks take every item exactly once."""
+    return slice(rank * n // world, (rank + 1) * n // world)
+
+
 def batches(split: Split, batch_size: int, size: int, *, shuffle_seed: int | None = None,
-            channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            channels_last: bool = False,
+            part: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches in a shuffled (seeded) or the stored order, on the split's device.
 
     The permutation is drawn on the device from its own seeded generator, so the order of an
     epoch depends only on its seed: a resumed run sees the same batches as an uninterrupted one.
+    ``part`` = (rank, world): every rank draws the same permutation and batches, and yields only
+    its share of each (possibly an empty one, when a last batch has fewer items than ranks).
     """
     order = None
     if shuffle_seed is not None:
@@ -260,5 +269,7 @@ def batches(split: Split, batch_size: int, size: int, *, shuffle_seed: int | Non
         generator = torch.Generator(device=device).manual_seed(shuffle_seed)
         order = torch.randperm(len(split), generator=generator, device=device)
     for start in range(0, len(split), batch_size):
-        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        mine = share(min(batch_size, len(split) - start), *part)
+        lo, hi = start + mine.start, start + mine.stop
+        idx = slice(lo, hi) if order is None else order[lo:hi]
         yield to_input(split.images[idx], size, channels_last), split.labels[idx]

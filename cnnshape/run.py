@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoint, data
+from . import checkpoint, data, distributed
 from .api import show
 from .errors import CnnshapeError
 from .models.batchnorm import BatchNorm as ScratchBatchNorm
@@ -34,6 +34,7 @@ from .train import (
     OnEvent,
     RunStart,
     TrainConfig,
+    check_sync_bn,
     confusion_matrix,
     examples_per_sec,
     fit,
@@ -85,9 +86,12 @@ def train_run(cfg: TrainConfig, on_event: OnEvent | None = None, *,
     torch.manual_seed(cfg.seed)  # the default init of biases and BatchNorm happens at build
     model = get_spec(cfg.model).build()
     flops = forward_flops(model, cfg)  # also refuses a size the model cannot take, early
+    check_sync_bn(model, cfg)
     dataset = load_data(cfg)
-    run_dir = _new_run_dir(cfg)
-    write_config(run_dir, cfg, dataset, model)
+    # Rank 0 alone creates the run directory (under torchrun the others learn its name).
+    run_dir = distributed.broadcast_from_main(_new_run_dir(cfg) if distributed.is_main() else None)
+    if distributed.is_main():
+        write_config(run_dir, cfg, dataset, model)
     return _train(model, dataset, cfg, run_dir, on_event, flops=flops,
                   progress_every=progress_every)
 
@@ -114,6 +118,7 @@ def resume_run(run_dir: str | Path, on_event: OnEvent | None = None, *,
     model = get_spec(cfg.model).build()
     model.load_state_dict(state["model"])
     flops = forward_flops(model, cfg)
+    check_sync_bn(model, cfg)
     dataset = load_data(cfg)
     prepare_model(model, cfg)  # before the optimizer state, which follows its parameters
     optimizer = make_optimizer(model, cfg)
@@ -122,7 +127,8 @@ def resume_run(run_dir: str | Path, on_event: OnEvent | None = None, *,
     if state.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
     run_dir = checkpoint.resolve_path(run_dir).parent
-    write_config(run_dir, cfg, dataset, model)
+    if distributed.is_main():
+        write_config(run_dir, cfg, dataset, model)
     return _train(model, dataset, cfg, run_dir, on_event, flops=flops, optimizer=optimizer,
                   scaler=scaler, history=history, progress_every=progress_every)
 
@@ -134,21 +140,28 @@ def _train(model: nn.Module, dataset: data.Dataset, cfg: TrainConfig, run_dir: P
     optimizer = optimizer or make_optimizer(model, cfg)
     scaler = scaler or make_scaler(cfg)
 
+    main = distributed.is_main()  # under torchrun only rank 0 writes and reports
+
     def handle(event) -> None:
         if isinstance(event, RunStart):
             event = replace(event, run_dir=str(run_dir), flops_per_image=flops)
         if isinstance(event, EpochStats):
             history.append(event)
             # Saved before the caller sees the event, so whatever the caller does next
-            # (a Ctrl-C included) the finished epoch is on disk.
-            save_epoch(run_dir, model, optimizer, scaler, cfg, history)
-        if on_event is not None:
+            # (a Ctrl-C included) the finished epoch is on disk. ``model`` is the bare
+            # module, never the DDP wrapper: its state_dict has no "module." prefix.
+            if main:
+                save_epoch(run_dir, model, optimizer, scaler, cfg, history)
+        if on_event is not None and main:
             on_event(event)
 
     interrupted = False
     try:
         fit(model, dataset, cfg, handle, optimizer=optimizer, scaler=scaler, history=history,
             progress_every=progress_every)
+        # Under torchrun nobody returns before rank 0 has written the last checkpoint, so
+        # whatever uses the run directory next (eval, --resume on every rank) finds it whole.
+        distributed.barrier()
     except KeyboardInterrupt:
         interrupted = True
     except NonFiniteLossError as err:
@@ -205,8 +218,10 @@ def forward_flops(model: nn.Module, cfg: TrainConfig) -> int:
 
 
 def load_data(cfg: TrainConfig) -> data.Dataset:
-    """The run's dataset, cut to its limits, on its device."""
-    dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+    """The run's dataset, cut to its limits, on its device (under torchrun, the first process
+    on each machine loads first: it may be downloading into the shared cache)."""
+    with distributed.local_main_first():
+        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
     return dataset.head(cfg.train_limit, cfg.test_limit).to(cfg.device)
 
 
@@ -233,6 +248,7 @@ def write_config(run_dir: Path, cfg: TrainConfig, dataset: data.Dataset, model: 
         "data": {"source": dataset.source, "train_images": len(dataset.train),
                  "test_images": len(dataset.test)},
         "device": _device_info(cfg.device),
+        "world_size": distributed.world_size(),  # processes that trained together (torchrun)
         "versions": _versions(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

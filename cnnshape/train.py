@@ -23,10 +23,13 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_mod
+from . import distributed
 from .data import Dataset, Split
 from .errors import CnnshapeError
+from .models.batchnorm import BatchNorm as ScratchBatchNorm
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,6 +50,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     channels_last: bool | None = None  # None: on for CUDA (fast there), off for CPU (slower)
     compile: bool = False
+    sync_bn: bool = False  # under torchrun: SyncBatchNorm instead of per-rank BatchNorm statistics
     seed: int = 0
     dataset: str = "fashion-mnist"  # fashion-mnist | synthetic
     data_dir: str | None = None  # None: the cache directory, downloading when online
@@ -93,7 +97,10 @@ def _check(ok: bool, message: str) -> None:
 
 
 def resolve_device(name: str) -> str:
-    """auto -> cuda:0 when a GPU is visible, else cpu; cuda -> cuda:0; checks cuda:N exists."""
+    """auto -> cuda:0 when a GPU is visible, else cpu; cuda -> cuda:0; checks cuda:N exists.
+
+    Under torchrun every CUDA choice means this process's own GPU, cuda:LOCAL_RANK (a resumed
+    run's recorded cuda:0 included)."""
     if name == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
@@ -103,6 +110,8 @@ def resolve_device(name: str) -> str:
             raise CnnshapeError(f"--device {name}: this machine has no usable CUDA GPU.",
                                 "Use --device cpu (or auto, which picks the CPU here).")
         index = name.partition(":")[2] or "0"
+        if distributed.local_rank() is not None:
+            index = str(distributed.local_rank())
         count = torch.cuda.device_count()
         if not index.isdigit() or int(index) >= count:
             raise CnnshapeError(f"--device {name}: there is no such GPU ({count} visible).",
@@ -123,6 +132,7 @@ class RunStart:
     start_epoch: int  # epochs already finished (0 unless resuming)
     flops_per_image: int | None = None  # forward FLOPs; fit leaves it for the caller to fill
     run_dir: str | None = None  # filled by run.train_run
+    world_size: int = 1  # processes training together (torchrun); 1: a plain run
 
 
 @dataclass(frozen=True)
@@ -252,20 +262,56 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, on_event: OnEvent | N
     _configure_backends(cfg)
     optimizer = optimizer or make_optimizer(model, cfg)
     scaler = scaler or make_scaler(cfg)
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model, eval_model = _step_and_eval_models(model, cfg)
     emit(RunStart(cfg, sum(p.numel() for p in model.parameters()), data.source,
-                  len(data.train), len(data.test), start_epoch=len(history)))
+                  len(data.train), len(data.test), start_epoch=len(history),
+                  world_size=distributed.world_size()))
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         loss, acc, train_seconds = _train_epoch(step_model, optimizer, scaler, data.train, cfg,
                                                 epoch, emit, progress_every)
-        test_acc = evaluate(step_model, data.test, cfg)
+        distributed.broadcast_buffers(model)  # every rank tests the model rank 0 saves
+        test_acc = evaluate(eval_model, data.test, cfg)
         stats = EpochStats(epoch, loss, acc, test_acc, len(data.train) / train_seconds,
                            train_seconds, time.perf_counter() - started)
         history.append(stats)
         emit(stats)
     emit(RunEnd(history, examples_per_sec(history), cfg.device))
     return history
+
+
+def _step_and_eval_models(model: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """What the training steps call and what evaluation calls.
+
+    One process: the model (compiled on request) for both. Under torchrun: DDP around it for
+    the steps (it all-reduces the gradients during backward; BatchNorm converted to
+    SyncBatchNorm first with --sync-bn), and the bare model for evaluation, where each rank
+    tests its share of the test set without any collective per batch.
+    """
+    if not distributed.active():
+        step_model = torch.compile(model) if cfg.compile else model
+        return step_model, step_model
+    if cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: same parameters
+    index = torch.device(cfg.device).index
+    ddp = DistributedDataParallel(model, device_ids=None if index is None else [index])
+    if cfg.compile:
+        return torch.compile(ddp), torch.compile(model)
+    return ddp, model
+
+
+def check_sync_bn(model: nn.Module, cfg: TrainConfig) -> None:
+    """Refuse --sync-bn where it cannot work, before a run writes anything."""
+    if not (cfg.sync_bn and distributed.active()):
+        return  # one process sees the whole batch: there is nothing to synchronize
+    if any(isinstance(m, ScratchBatchNorm) for m in model.modules()):
+        raise CnnshapeError(
+            f"--sync-bn cannot convert {cfg.model}'s from-scratch BatchNorm (the book's own "
+            "layer, not torch.nn.BatchNorm*): SyncBatchNorm replaces torch's layers only.",
+            "Drop --sync-bn (each rank then keeps its own statistics), or use lenet-bn.")
+    if not cfg.resolve().device.startswith("cuda"):
+        raise CnnshapeError("--sync-bn needs CUDA devices: torch's SyncBatchNorm has no CPU "
+                            "implementation.", "Drop --sync-bn on CPU.")
 
 
 def examples_per_sec(history: Sequence[EpochStats]) -> float:
@@ -281,36 +327,70 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def _train_epoch(model, optimizer, scaler, split: Split, cfg: TrainConfig, epoch: int,
                  emit: OnEvent, progress_every: float) -> tuple[float, float, float]:
-    """One pass over the training split; returns (mean loss, accuracy, seconds)."""
+    """One pass over the training split; returns (mean loss, accuracy, seconds).
+
+    Under torchrun every rank walks the same global batches and computes on its share of each;
+    the loss it backpropagates is its part of the global batch's mean, times the world size
+    because DDP averages gradients over ranks: the step is the one-process step, uneven shares
+    included.
+    """
     model.train()
     seed = epoch_seed(cfg.seed, epoch)
-    torch.manual_seed(seed + 1)  # dropout's stream; the shuffle has its own generator below
+    rank, world = distributed.rank(), distributed.world_size()
+    # Dropout's stream (the shuffle has its own generator below): one per rank, or every rank
+    # would drop the same units in the same rows of its share.
+    torch.manual_seed(seed + 1 + rank * 2**40)
     total = data_mod.num_batches(len(split), cfg.batch_size)
-    # Row 0: each batch's mean loss; row 1: its correct predictions. Written on the device
-    # (no sync) and read back only at progress points.
+    # Row 0: each batch's mean loss (a rank's part of it); row 1: its correct predictions.
+    # Written on the device (no sync) and read back only at progress points.
     per_batch = torch.zeros(2, total, device=cfg.device)
-    loss_fn = nn.CrossEntropyLoss()
+    sharded = distributed.active()
+    loss_fn = nn.CrossEntropyLoss(reduction="sum" if sharded else "mean")
+    due = _progress_schedule(progress_every, total)
     started = time.perf_counter()
-    next_report = started + progress_every
     for i, (X, y) in enumerate(data_mod.batches(split, cfg.batch_size, cfg.size,
                                                 shuffle_seed=seed,
-                                                channels_last=cfg.channels_last)):
+                                                channels_last=cfg.channels_last,
+                                                part=(rank, world))):
         optimizer.zero_grad()
         with _autocast(cfg):
             y_hat = model(X)
             loss = loss_fn(y_hat, y)
-        scaler.scale(loss).backward()
+            if sharded:  # a sum over this rank's share (maybe empty) / the global batch size
+                loss = loss / min(cfg.batch_size, len(split) - i * cfg.batch_size)
+        scaler.scale(loss * world).backward()
         scaler.step(optimizer)
         scaler.update()
         per_batch[0, i] = loss.detach()
         per_batch[1, i] = (y_hat.argmax(dim=1) == y).sum()
-        if i + 1 < total and time.perf_counter() >= next_report:
+        if due(i + 1):
             emit(_progress(per_batch, i + 1, split, cfg, epoch, started))
-            next_report = time.perf_counter() + progress_every
     last = _progress(per_batch, total, split, cfg, epoch, started)  # syncs: the epoch is done
     seconds = time.perf_counter() - started
     emit(last)
     return last.train_loss, last.train_acc, seconds
+
+
+def _progress_schedule(progress_every: float, total: int) -> Callable[[int], bool]:
+    """Whether to report after ``done`` batches (never after the last: the epoch end does).
+
+    One process: every ``progress_every`` seconds. Under torchrun: every twentieth of the epoch
+    (every batch when ``progress_every`` is 0), by batch count, because reading the metrics is
+    then a collective that every rank must join at the same batch, and clocks differ.
+    """
+    if distributed.active():
+        every = 1 if progress_every == 0 else max(1, total // 20)
+        return lambda done: done < total and done % every == 0
+    next_report = time.perf_counter() + progress_every
+
+    def due(done: int) -> bool:
+        nonlocal next_report
+        if done >= total or time.perf_counter() < next_report:
+            return False
+        next_report = time.perf_counter() + progress_every
+        return True
+
+    return due
 
 
 def _progress(per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig, epoch: int,
@@ -320,8 +400,11 @@ def _progress(per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig
     Checking only here, not after every batch, keeps the host from waiting on the device each
     step; the price is that a diverged run trains on for up to one progress interval before
     it stops. Every batch's loss is kept, so the batch named is still the first bad one.
+    Under torchrun the metrics are summed over ranks first, so every rank sees the same
+    values and a non-finite loss stops all of them at the same batch.
     """
-    losses, correct = per_batch[:, :done].tolist()
+    totals = distributed.all_reduce_sum(per_batch[:, :done].clone())
+    losses, correct = totals.tolist()
     bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
     if bad is not None:
         raise NonFiniteLossError(epoch, bad + 1, cfg.lr)
@@ -340,6 +423,8 @@ def confusion_matrix(model: nn.Module, split: Split, cfg: TrainConfig,
                      num_classes: int = len(data_mod.CLASSES)) -> torch.Tensor:
     """(true class, predicted class) counts over ``split``, in eval mode under no_grad.
 
+    Under torchrun each rank predicts its share of every batch and the counts are summed.
+
     no_grad, not inference_mode, as the book: the scratch BatchNorm switches to its moving
     statistics on ``torch.is_grad_enabled()``. The model's train/eval mode is restored after.
     """
@@ -350,12 +435,14 @@ def confusion_matrix(model: nn.Module, split: Split, cfg: TrainConfig,
     try:
         with torch.no_grad(), _autocast(cfg):
             for X, y in data_mod.batches(split, cfg.batch_size, cfg.size,
-                                         channels_last=cfg.channels_last):
+                                         channels_last=cfg.channels_last,
+                                         part=(distributed.rank(), distributed.world_size())):
                 cell = y * num_classes + model(X).argmax(dim=1)
                 # index_add_, not bincount: bincount sizes its output from a host-side max().
                 counts.index_add_(0, cell, torch.ones_like(cell))
     finally:
         model.train(was_training)
+    distributed.all_reduce_sum(counts)  # under torchrun each rank counted its share
     return counts.view(num_classes, num_classes).cpu()
 
 

@@ -74,6 +74,10 @@ class TrainDisplay:
             f"epochs {c.epochs}, lr {c.lr:g}, batch size {c.batch_size}, seed {c.seed}",
             f"run directory {e.run_dir}",
         ]
+        if e.world_size > 1:
+            lines.append(f"DDP over {e.world_size} processes: each takes ~"
+                         f"{c.batch_size // e.world_size} images of every global batch; "
+                         f"BatchNorm {'synced' if c.sync_bn else 'statistics per rank'}")
         if e.start_epoch:
             lines.append(f"resuming after epoch {e.start_epoch}")
         for line in lines:
