@@ -34,6 +34,7 @@ def test_train_prints_the_books_final_lines_and_writes_the_run(fashion_dir, tmp_
     # the header and one row per epoch go to stderr
     assert "44,878 params" in result.stderr and "563.28 KFLOPs" in result.stderr
     assert "lr 1, batch size 100" in result.stderr
+    assert "chance level" not in result.stderr  # this toy task is learnable
     for name in ("config.json", "metrics.csv", "curves.png", "checkpoint.pt"):
         assert (tmp_path / "run" / name).is_file()
 
@@ -111,3 +112,13 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(monkeypatch, tmp_path):
     result = runner.invoke(app, ["train", "lenet", "--dataset", "synthetic"])
     assert result.exit_code == 130
     assert f"cnnshape train --resume {tmp_path}" in result.stderr
+
+
+def test_a_run_that_ends_at_chance_level_says_so(tmp_path):
+    # Random labels cannot be learned: the final train accuracy stays near 1/10.
+    result = runner.invoke(app, ["train", "lenet", "--dataset", "synthetic", "--epochs", "1",
+                                 "--train-limit", "1000", "--test-limit", "100",
+                                 "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    assert "Warning: the final train accuracy" in result.stderr
+    assert "chance level" in result.stderr
