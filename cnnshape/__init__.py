@@ -9,6 +9,7 @@
 __version__ = "0.1.0"
 
 from .api import (  # noqa: E402
+    TimeSettings,
     compare,
     get_model,
     list_models,
@@ -20,5 +21,5 @@ from .api import (  # noqa: E402
 from .errors import CnnshapeError  # noqa: E402
 from .report import Report, Row  # noqa: E402
 
-__all__ = ["CnnshapeError", "Report", "Row", "compare", "get_model", "list_models",
+__all__ = ["CnnshapeError", "Report", "Row", "TimeSettings", "compare", "get_model", "list_models",
            "scan_sizes", "show", "summary", "valid_sizes"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from .errors import CnnshapeError
 from .registry import ModelSpec, get_spec, list_specs, match_specs
 from .report import Report
 from .sizes import DEFAULT_UP_TO, SizeScan, scan_sizes
+from .sources import Target, is_reference, resolve, torchvision_meta, torchvision_names
+from .timing import Timing, time_model
+from .train import resolve_device
 from .walk import WalkError, walk
 
 
@@ -23,6 +25,11 @@ def list_models() -> list[str]:
 def list_entries() -> list[tuple[ModelSpec, Report]]:
     """Every registered model with its walk at the default input size."""
     return [(spec, show(spec.name)) for spec in list_specs()]
+
+
+def torchvision_entries() -> list[tuple[str, dict]]:
+    """Every torchvision classification model with its DEFAULT weights' published metadata."""
+    return [(name, torchvision_meta(name)) for name in torchvision_names()]
 
 
 def get_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
@@ -47,29 +54,67 @@ def summary(model: nn.Module, input_size: tuple[int, ...], depth: int = 1, *,
         raise
 
 
-def build_for_inspection(spec: ModelSpec, in_channels: int, num_classes: int) -> nn.Module:
-    """Build on the meta device: no weights are allocated or initialized (VGG: 0.5 GB, 2 s)."""
+def build_for_inspection(ref: str, in_channels: int | None = None,
+                         num_classes: int | None = None) -> tuple[Target, nn.Module, int]:
+    """Resolve a model reference and build it on the meta device: no weights are allocated
+    or initialized (VGG: 0.5 GB, 2 s). Returns the target, the model and its input channels.
+    """
     _check_positive(in_channels=in_channels, classes=num_classes)
-    with torch.device("meta"):
-        return spec.build(in_channels=in_channels, num_classes=num_classes)
+    target = resolve(ref)
+    model, channels = target.build(in_channels, num_classes)
+    return target, model, channels
 
 
-def show(name: str, size: tuple[int, int] | None = None, *, batch: int = 1, in_channels: int = 1,
-         num_classes: int = 10, depth: int = 1) -> Report:
-    """Walk a registered network at ``size`` (default: the size the book uses)."""
-    spec = get_spec(name)
+@dataclass(frozen=True)
+class TimeSettings:
+    """How to measure (--time): where, and how many runs to discard and to keep."""
+
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    warmup: int = 3
+    repeats: int = 20
+
+
+def show(name: str, size: tuple[int, int] | None = None, *, batch: int = 1,
+         in_channels: int | None = None, num_classes: int | None = None,
+         depth: int = 1, timed: TimeSettings | None = None) -> Report:
+    """Walk a model at ``size`` (default: the size the book, or ImageNet, uses).
+
+    ``name``: a registry name, ``torchvision:NAME``, ``timm:NAME``, ``file.py:Net`` or
+    ``package.module:factory`` (see cnnshape.sources). Channels and classes default to the
+    model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``timed`` also runs
+    the model for real and fills ``report.timing`` and each row's measured time.
+    """
     _check_positive(batch=batch)
-    height, width = size or (spec.size, spec.size)
-    model = build_for_inspection(spec, in_channels, num_classes)
-    return summary(model, (batch, in_channels, height, width), depth, name=spec.name)
+    target, model, channels = build_for_inspection(name, in_channels, num_classes)
+    height, width = size or (target.size, target.size)
+    report = summary(model, (batch, channels, height, width), depth, name=target.name)
+    if timed is not None:
+        layers = [row.name for row in report.rows]
+        report.timing, calls = _measure(target, in_channels, num_classes, report.input_shape,
+                                        timed, layers)
+        for row, (layer, measured) in zip(report.rows, calls, strict=True):
+            assert row.name == layer, "the timed forward ran other layers than the walk"
+            row.time_ms, row.time_iqr_ms = measured.median_ms, measured.spread_ms
+    return report
 
 
-def valid_sizes(name: str, *, in_channels: int = 1, num_classes: int = 10,
+def _measure(target: Target, in_channels, num_classes, shape, timed: TimeSettings,
+             layers: list[str] | None = None):
+    """Build the model for real on the chosen device and time it (cnnshape.timing)."""
+    _check_positive(repeats=timed.repeats)
+    if timed.warmup < 0:
+        raise CnnshapeError(f"--warmup must be at least 0, not {timed.warmup}.")
+    device = resolve_device(timed.device)
+    model, _ = target.build(in_channels, num_classes, device=device)
+    return time_model(model, tuple(shape), warmup=timed.warmup, repeats=timed.repeats,
+                      layers=layers)
+
+
+def valid_sizes(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
                 up_to: int = DEFAULT_UP_TO) -> SizeScan:
-    """Every square size 1..up_to a registered network accepts, and why it refuses the rest."""
-    spec = get_spec(name)
-    return scan_sizes(build_for_inspection(spec, in_channels, num_classes), in_channels, up_to,
-                      name=spec.name)
+    """Every square size 1..up_to a model accepts, and why it refuses the rest."""
+    target, model, channels = build_for_inspection(name, in_channels, num_classes)
+    return scan_sizes(model, channels, up_to, name=target.name)
 
 
 @dataclass
@@ -82,6 +127,7 @@ class ModelSummary:
     report: Report | None  # None when the model does not accept the input
     error: str | None = None
     relative: dict[str, float] | None = None  # each figure / the first model's
+    timing: Timing | None = None  # measured whole forward, with --time
 
     def figures(self) -> dict[str, int]:
         r = self.report
@@ -97,20 +143,26 @@ class ModelSummary:
             data["output_shape"] = self.report.output_shape
             data.update(self.figures())
             data["weight_layers"] = self.report.num_weight_layers
+            data["receptive_field"] = self.report.receptive_field
             data["relative"] = self.relative
+            if self.timing is not None:
+                data["timing"] = self.timing.to_dict()
         data["valid_sizes"] = [[lo, hi] for lo, hi in self.valid_sizes]
         return data
 
 
 def compare(patterns: list[str], size: tuple[int, int] | None = None, *, batch: int = 1,
-            in_channels: int = 1, num_classes: int = 10) -> list[ModelSummary]:
-    """Summaries of several models (names, 'lenet*' patterns, 'all'), each relative to the first.
+            in_channels: int | None = None, num_classes: int | None = None,
+            timed: TimeSettings | None = None) -> list[ModelSummary]:
+    """Summaries of several models (names, 'lenet*' patterns, 'all', references such as
+    'torchvision:resnet50'), each relative to the first.
 
     A model that refuses ``size`` gets a row with the reason instead of failing the comparison.
+    ``timed`` also measures each model's whole forward at ``batch`` (images/s).
     """
     _check_positive(batch=batch)
-    summaries = [_summarize(spec, size, batch, in_channels, num_classes)
-                 for spec in match_specs(patterns)]
+    summaries = [_summarize(ref, size, batch, in_channels, num_classes, timed)
+                 for ref in _expand(patterns)]
     base = next((s for s in summaries if s.report is not None), None)
     if base is not None:
         for s in summaries:
@@ -119,27 +171,37 @@ def compare(patterns: list[str], size: tuple[int, int] | None = None, *, batch: 
     return summaries
 
 
-def _summarize(spec, size, batch, in_channels, num_classes) -> ModelSummary:
-    model = build_for_inspection(spec, in_channels, num_classes)
-    height, width = size or (spec.size, spec.size)
-    shape = [batch, in_channels, height, width]
-    scan = scan_sizes(model, in_channels, name=spec.name)
+def _expand(patterns: list[str]) -> list[str]:
+    """Registry patterns become names; references outside the registry stay as they are."""
+    refs: list[str] = []
+    for pattern in patterns:
+        found = [pattern] if is_reference(pattern) else [s.name for s in match_specs([pattern])]
+        refs += [r for r in found if r not in refs]
+    return refs
+
+
+def _summarize(ref, size, batch, in_channels, num_classes, timed) -> ModelSummary:
+    target, model, channels = build_for_inspection(ref, in_channels, num_classes)
+    height, width = size or (target.size, target.size)
+    shape = [batch, channels, height, width]
+    scan = scan_sizes(model, channels, name=target.name)
     try:
-        report = walk(model, shape, name=spec.name)
+        report = walk(model, shape, name=target.name)
     except WalkError as err:
-        return ModelSummary(spec.name, shape, scan.valid, None, error=err.message)
-    return ModelSummary(spec.name, shape, scan.valid, report)
+        return ModelSummary(target.name, shape, scan.valid, None, error=err.message)
+    timing = _measure(target, in_channels, num_classes, shape, timed)[0] if timed else None
+    return ModelSummary(target.name, shape, scan.valid, report, timing=timing)
 
 
 def _ratio(value: int, base: int) -> float:
     return value / base if base else float("nan")
 
 
-def _check_positive(**values: int) -> None:
+def _check_positive(**values: int | None) -> None:
     for option, value in values.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise CnnshapeError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
 
 
-__all__ = ["CnnshapeError", "ModelSummary", "Report", "SizeScan", "compare",
+__all__ = ["CnnshapeError", "ModelSummary", "Report", "SizeScan", "TimeSettings", "compare",
            "get_model", "list_models", "scan_sizes", "show", "summary", "valid_sizes"]

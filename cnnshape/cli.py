@@ -20,9 +20,20 @@ from rich.console import Console
 
 from . import __version__, api, distributed
 from .errors import CnnshapeError
-from .render import Format, compare_view, list_view, report_view, sizes_view, table, to_string
+from .render import (
+    Format,
+    compare_view,
+    list_view,
+    report_view,
+    sizes_view,
+    table,
+    timm_list_view,
+    to_string,
+    torchvision_list_view,
+)
 from .run import evaluate_run, make_config, resume_run, train_run
 from .sizes import DEFAULT_UP_TO
+from .sources import timm_names
 from .trainview import TrainDisplay, book_lines, eval_tables
 from .walk import WalkError
 
@@ -136,9 +147,25 @@ SizeOption = Annotated[str | None, typer.Option(
     "--size", "-s", metavar="N|HxW",
     help="Input height and width: one number for a square, or HxW. Default: the model's own.")]
 BatchOption = Annotated[int, typer.Option(min=1, help="Batch size of the dummy input.")]
-ChannelsOption = Annotated[int, typer.Option(
-    "--in-channels", min=1, help="Input channels (1 for Fashion-MNIST, 3 for RGB).")]
-ClassesOption = Annotated[int, typer.Option("--classes", min=1, help="Output classes.")]
+ChannelsOption = Annotated[int | None, typer.Option(
+    "--in-channels", min=1, help="Input channels. Registry models are built for them (default "
+    "1, Fashion-MNIST); other models are built as published and this must match their first "
+    "convolution (default: its channels, 3 for torchvision).")]
+ClassesOption = Annotated[int | None, typer.Option(
+    "--classes", min=1, help="Output classes (default: registry 10, torchvision/timm 1000).")]
+ModelArgument = Annotated[str, typer.Argument(
+    help="A registry name (see `cnnshape list`), torchvision:NAME, timm:NAME, "
+    "path/to/file.py:Net or package.module:factory.")]
+TimeOption = Annotated[bool, typer.Option(
+    "--time", help="Also measure: run the real model (random weights and input) and time it.")]
+DeviceOption = Annotated[str, typer.Option(
+    help="Where --time runs: auto (first GPU, else CPU), cpu, cuda or cuda:N.")]
+WarmupOption = Annotated[int, typer.Option(
+    min=0, help="--time: runs before measuring (allocator, cuDNN autotuning, caches).")]
+RepeatsOption = Annotated[int, typer.Option(
+    min=1, help="--time: measured runs; the median and interquartile range are reported.")]
+PlotOption = Annotated[str | None, typer.Option(
+    "--plot", metavar="FILE.png", help="Also draw the figures as a PNG picture.")]
 FormatOption = Annotated[Format, typer.Option(
     "--format", "-f", help="table for people; json, csv or markdown for scripts and docs.")]
 
@@ -160,62 +187,109 @@ def main(
     _debug = debug
 
 
+class Source(str, Enum):
+    registry = "registry"
+    torchvision = "torchvision"
+    timm = "timm"
+
+
 @app.command("list")
 @friendly_errors
-def list_command(format: FormatOption = Format.table) -> None:
-    """Every registered architecture: aliases, default input, params, MACs/FLOPs, book section."""
-    emit(list_view(api.list_entries()), format)
+def list_command(
+    source: Annotated[Source, typer.Option(
+        help="registry: the chapter's models; torchvision or timm: what those libraries "
+        "offer, to inspect as torchvision:NAME or timm:NAME.")] = Source.registry,
+    format: FormatOption = Format.table,
+) -> None:
+    """Every registered architecture: aliases, default input, params, MACs/FLOPs, book section.
+
+    With --source torchvision: every torchvision classification model with its published
+    parameters, GFLOPS and minimum size (metadata of its weights, read offline).
+    """
+    if source is Source.registry:
+        emit(list_view(api.list_entries()), format)
+    elif source is Source.torchvision:
+        emit(torchvision_list_view(api.torchvision_entries()), format)
+    else:
+        emit(timm_list_view(timm_names()), format)
 
 
 @app.command()
 @friendly_errors
 def show(
-    model: Annotated[str, typer.Argument(help="Model name or alias (see `cnnshape list`).")],
+    model: ModelArgument,
     size: SizeOption = None,
     batch: BatchOption = 1,
-    in_channels: ChannelsOption = 1,
-    classes: ClassesOption = 10,
+    in_channels: ChannelsOption = None,
+    classes: ClassesOption = None,
     depth: Annotated[int, typer.Option(
         min=1, help="1: the book's `for layer in net` (top-level layers); 2+: open blocks.")] = 1,
+    rf: Annotated[bool, typer.Option(
+        "--rf", help="Add each layer's receptive field and jump (height x width).")] = False,
+    time: TimeOption = False,
+    device: DeviceOption = "auto",
+    warmup: WarmupOption = 3,
+    repeats: RepeatsOption = 20,
+    plot: PlotOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Walk a dummy input through MODEL layer by layer: output shape, params, MACs, FLOPs.
 
     MACs count the multiply-accumulates of convolutions and Linear layers; FLOPs = 2 x MACs.
-    Example: cnnshape show googlenet --size 96 --depth 2
+    --rf adds receptive fields; --time measures each layer on --device (measured, not
+    derived: real forward passes).
+    Examples: cnnshape show googlenet --size 96 --depth 2;
+    cnnshape show torchvision:resnet50 (built on the meta device: no weights downloaded).
     """
+    timed = api.TimeSettings(device, warmup, repeats) if time else None
     report = api.show(model, parse_size(size), batch=batch, in_channels=in_channels,
-                      num_classes=classes, depth=depth)
-    emit(report_view(report), format)
+                      num_classes=classes, depth=depth, timed=timed)
+    if plot is not None:
+        from .plot import plot_report
+
+        plot_report(report, plot)
+    emit(report_view(report, fields=rf), format)
 
 
 @app.command()
 @friendly_errors
 def compare(
     models: Annotated[list[str], typer.Argument(
-        help="Names, aliases, shell patterns ('lenet*') or 'all'.")],
+        help="Names, aliases, shell patterns ('lenet*'), 'all', or references such as "
+        "torchvision:resnet50 and path/to/file.py:Net.")],
     size: SizeOption = None,
     batch: BatchOption = 1,
-    in_channels: ChannelsOption = 1,
-    classes: ClassesOption = 10,
+    in_channels: ChannelsOption = None,
+    classes: ClassesOption = None,
+    time: TimeOption = False,
+    device: DeviceOption = "auto",
+    warmup: WarmupOption = 3,
+    repeats: RepeatsOption = 20,
+    plot: PlotOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Several models side by side, each figure also relative to the first (x0.28).
 
-    Without --size each model uses its own default input size.
+    Without --size each model uses its own default input size. With --time, each model's
+    measured throughput (images/s at --batch) is added.
     """
+    timed = api.TimeSettings(device, warmup, repeats) if time else None
     summaries = api.compare(models, parse_size(size), batch=batch, in_channels=in_channels,
-                            num_classes=classes)
+                            num_classes=classes, timed=timed)
+    if plot is not None:
+        from .plot import plot_compare
+
+        plot_compare(summaries, plot)
     emit(compare_view(summaries), format)
 
 
 @app.command()
 @friendly_errors
 def sizes(
-    model: Annotated[str, typer.Argument(help="Model name or alias.")],
+    model: ModelArgument,
     up_to: Annotated[int, typer.Option(
         "--up-to", min=1, help="Largest square size to check.")] = DEFAULT_UP_TO,
-    in_channels: ChannelsOption = 1,
+    in_channels: ChannelsOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Which square input sizes MODEL accepts, and the first layer that refuses the others.

@@ -20,7 +20,14 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .report import COLUMNS, COUNTING_CONVENTION, MEMORY_CONVENTION, Report
+from .report import (
+    COLUMNS,
+    COUNTING_CONVENTION,
+    FIELD_CONVENTION,
+    FIELD_NOTE,
+    MEMORY_CONVENTION,
+    Report,
+)
 
 
 class Format(str, Enum):
@@ -76,20 +83,27 @@ _DISPLAY = {
     "kernel_size": _window,
     "stride": _window,
     "padding": _window,
+    "receptive_field": _window,
+    "jump": _window,
+    "time_ms": lambda t: "" if t is None else f"{t:.3f}",
+    "time_iqr_ms": lambda t: "" if t is None else f"{t:.3f}",
     "params": lambda n: f"{n:,}",
     "macs": human,
     "flops": human,
 }
 
 
-def report_view(report: Report) -> View:
+def report_view(report: Report, fields: bool = False) -> View:
+    """The walk's table; ``fields`` adds each layer's receptive field and jump (--rf)."""
+    shown = {"rf": fields, "time": report.timing is not None, None: True}
+    columns = [c for c in COLUMNS if shown[c.option]]
     cells, raw = [], []
     for row in report.rows:
         values = row.to_dict()
-        display = [_DISPLAY.get(c.key, str)(values[c.key]) for c in COLUMNS]
+        display = [_DISPLAY.get(c.key, str)(values[c.key]) for c in columns]
         display[0] = "  " * (row.depth - 1) + display[0]  # the tree, indented by depth
         cells.append(display)
-        raw.append([_csv_value(values[c.key]) for c in COLUMNS])
+        raw.append([_csv_value(values[c.key]) for c in columns])
     batch = report.input_shape[0]
     footer = [
         f"Input shape: {shape(report.input_shape)}   Output shape: {shape(report.output_shape)}",
@@ -102,28 +116,64 @@ def report_view(report: Report) -> View:
         COUNTING_CONVENTION,
         MEMORY_CONVENTION,
     ]
+    data = report.to_dict()
+    if fields:
+        footer[0] += (f"   Receptive field: {_window(report.receptive_field) or 'none'}, "
+                      f"jump {_window(report.jump) or 'none'}")
+        footer.append(FIELD_CONVENTION)
+    else:
+        _drop(data, "receptive_field", "jump")
+    if report.timing is not None:
+        footer[3:3] = [_measured_line(report.timing)]
+        footer.append(TIME_CONVENTION)
+    else:
+        _drop(data, "time_ms", "time_iqr_ms")
+        del data["timing"]
     return View(
         title=f"{report.model} at {shape(report.input_shape)}, depth {report.depth}",
-        headers=[c.header for c in COLUMNS],
+        headers=[c.header for c in columns],
         cells=cells,
         raw=raw,
-        data=report.to_dict(),
+        data=data,
         footer=footer,
-        numeric={i for i, c in enumerate(COLUMNS) if c.numeric},
+        numeric={i for i, c in enumerate(columns) if c.numeric},
     )
+
+
+def _drop(data: dict, *keys: str) -> None:
+    """Optional columns are in the JSON only with their option, as in the table."""
+    for doc in (data, *data["layers"]):
+        for key in keys:
+            doc.pop(key, None)
+
+
+TIME_CONVENTION = (
+    "Times are measured, not derived: real forward passes on a random input, eval mode, "
+    "no_grad, median of the repeats after the warm-up runs; IQR = interquartile range. A "
+    "layer's time includes its timing hooks (microseconds) and, on CUDA, a synchronize "
+    "before and after; the whole forward is timed without hooks, so the layers need not add "
+    "up to it. Other runs and machines will differ."
+)
+
+
+def _measured_line(t) -> str:
+    threads = f" with {t.threads} CPU threads" if t.device == "cpu" else ""
+    return (f"Measured on {t.device}{threads}: forward {t.forward.median_ms:.3f} ms "
+            f"median (IQR {t.forward.spread_ms:.3f} ms), {t.images_per_sec:,.1f} images/s at "
+            f"batch {t.batch}; {t.repeats} repeats after {t.warmup} warm-up runs")
 
 
 def compare_view(summaries) -> View:
     headers = ["Model", "Input", "Output", "Params", "MACs", "FLOPs", "Act. memory",
-               "Conv+Linear", "Valid sizes"]
+               "Conv+Linear", "RF", "Valid sizes"]
     cells, raw = [], []
     for s in summaries:
         valid = ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in s.valid_sizes)
         valid = valid or "none"
         if s.report is None:
             cells.append([s.model, shape(s.input_shape), "does not fit", "", "", "", "", "",
-                          valid])
-            raw.append([s.model, shape(s.input_shape), "", "", "", "", "", "", valid])
+                          "", valid])
+            raw.append([s.model, shape(s.input_shape), "", "", "", "", "", "", "", valid])
             continue
         r, rel = s.report, s.relative or {}
         cells.append([
@@ -132,17 +182,37 @@ def compare_view(summaries) -> View:
             f"{human(r.total_macs)} {ratio(rel.get('macs'))}",
             f"{human(r.total_flops)} {ratio(rel.get('flops'))}",
             f"{megabytes(r.activation_bytes)} {ratio(rel.get('activation_bytes'))}",
-            str(r.num_weight_layers), valid,
+            str(r.num_weight_layers), _window(r.receptive_field), valid,
         ])
         raw.append([s.model, shape(s.input_shape), shape(r.output_shape), r.total_params,
-                    r.total_macs, r.total_flops, r.activation_bytes, r.num_weight_layers, valid])
+                    r.total_macs, r.total_flops, r.activation_bytes, r.num_weight_layers,
+                    _window(r.receptive_field), valid])
     failures = [f"{s.model}: {s.error}" for s in summaries if s.report is None]
     footer = ["xN: relative to the first model that fits. " + COUNTING_CONVENTION,
               "Conv+Linear: number of convolution and Linear layers executed "
               "(VGG-11 has 11; ResNet-18 counts its three 1x1 shortcut convolutions too).",
+              "RF: receptive field (HxW) of the last layer before global pooling. " + FIELD_NOTE,
               *failures]
-    return View("Comparison", headers, cells, raw,
-                {"models": [s.to_dict() for s in summaries]}, footer, numeric={3, 4, 5, 6, 7})
+    view = View("Comparison", headers, cells, raw, {"models": [s.to_dict() for s in summaries]},
+                footer, numeric={3, 4, 5, 6, 7})
+    timed = [s.timing for s in summaries if s.timing is not None]
+    if timed:
+        _add_throughput(view, summaries, timed[0])
+    return view
+
+
+def _add_throughput(view: View, summaries, timing) -> None:
+    """The measured images/s column (compare --time), after the derived figures."""
+    at = view.headers.index("RF")
+    view.headers.insert(at, "Images/s")
+    for cells, raw, s in zip(view.cells, view.raw, summaries, strict=True):
+        rate = s.timing.images_per_sec if s.timing else None
+        cells.insert(at, "" if rate is None else f"{rate:,.1f}")
+        raw.insert(at, "" if rate is None else round(rate, 1))
+    view.numeric.add(at)
+    view.footer[3:3] = [
+        f"Images/s: measured, not derived: batch {timing.batch} on {timing.device}, batch / "
+        f"median forward time of {timing.repeats} runs after {timing.warmup} warm-up runs."]
 
 
 def sizes_view(scan) -> View:
@@ -187,6 +257,31 @@ def list_view(entries) -> View:
               + COUNTING_CONVENTION]
     return View("Registered models", headers, cells, raw, {"models": models}, footer,
                 numeric={3, 4, 5})
+
+
+def torchvision_list_view(entries) -> View:
+    """entries: (name, published weights metadata). Figures are torchvision's, not walked."""
+    headers = ["Name", "Params", "GMACs", "Min size", "Inspect as"]
+    cells, raw, models = [], [], []
+    for name, meta in entries:
+        params, gmacs, min_size = meta.get("num_params"), meta.get("_ops"), meta.get("min_size")
+        low = f"{min_size[0]}x{min_size[1]}" if min_size else ""
+        cells.append([name, f"{params:,}" if params else "", f"{gmacs:g}" if gmacs else "",
+                      low, f"torchvision:{name}"])
+        raw.append([name, params or "", gmacs or "", low, f"torchvision:{name}"])
+        models.append({"name": name, "params": params, "gmacs": gmacs,
+                       "min_size": list(min_size) if min_size else None})
+    footer = ["Params, GMACs (at the weights' crop size, 224 for most; torchvision calls them "
+              "GFLOPS) and min size: torchvision's published metadata of the DEFAULT weights, "
+              "read offline. `cnnshape show torchvision:NAME` walks the model itself."]
+    return View("torchvision classification models", headers, cells, raw, {"models": models},
+                footer, numeric={1, 2})
+
+
+def timm_list_view(names: list[str]) -> View:
+    return View("timm models", ["Name", "Inspect as"],
+                [[n, f"timm:{n}"] for n in names], [[n, f"timm:{n}"] for n in names],
+                {"models": [{"name": n} for n in names]})
 
 
 # ---------------------------------------------------------------- formats

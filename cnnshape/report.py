@@ -6,7 +6,10 @@ The counting convention is defined here once and quoted by every renderer.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .timing import Timing
 
 COUNTING_CONVENTION = (
     "MACs = multiply-accumulates of convolutions and matrix products (Linear layers); "
@@ -17,6 +20,14 @@ MEMORY_CONVENTION = (
     "Parameter memory: bytes of all parameters. Activation memory: bytes of every leaf "
     "layer's output for one forward pass at this batch size (roughly what training keeps "
     "for the backward pass)."
+)
+
+FIELD_NOTE = ("Fields are theoretical (padding included, largest over all paths) and may exceed "
+              "the input.")
+FIELD_CONVENTION = (
+    "RF: receptive field, the input positions (HxW) one output position can depend on; Jump: "
+    "input positions between neighbouring outputs. " + FIELD_NOTE + " Global pooling spans "
+    "the whole input; the model's field is its last layer's before global pooling."
 )
 
 
@@ -41,6 +52,10 @@ class Row:
     kernel_size: list[int] | None = None
     stride: list[int] | None = None
     padding: list[int] | str | None = None
+    receptive_field: list[int] | None = None  # per spatial axis, height first (cnnshape.fields)
+    jump: list[int] | None = None  # input positions between neighbouring outputs, per axis
+    time_ms: float | None = None  # measured (--time): median of the repeats
+    time_iqr_ms: float | None = None  # measured: interquartile range
 
     @property
     def macs(self) -> int:
@@ -50,8 +65,9 @@ class Row:
         data = asdict(self)
         flops = data.pop("flops")
         data.update(macs=self.macs, flops=flops)  # keep MACs next to FLOPs, as in the table
-        data.update(kernel_size=data.pop("kernel_size"), stride=data.pop("stride"),
-                    padding=data.pop("padding"))
+        for key in ("kernel_size", "stride", "padding", "receptive_field", "jump", "time_ms",
+                    "time_iqr_ms"):
+            data[key] = data.pop(key)
         return data
 
 
@@ -60,6 +76,7 @@ class Column:
     key: str  # key in Row.to_dict()
     header: str
     numeric: bool = False
+    option: str | None = None  # shown only with that option: "rf" or "time"
 
 
 # The order every format shows. Adding a column: a field on Row and an entry here.
@@ -73,6 +90,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("params", "Params", numeric=True),
     Column("macs", "MACs", numeric=True),
     Column("flops", "FLOPs", numeric=True),
+    Column("receptive_field", "RF", option="rf"),
+    Column("jump", "Jump", option="rf"),
+    Column("time_ms", "Time (ms)", numeric=True, option="time"),
+    Column("time_iqr_ms", "IQR (ms)", numeric=True, option="time"),
 )
 
 
@@ -91,6 +112,10 @@ class Report:
     activation_bytes: int
     num_weight_layers: int  # Conv and Linear modules executed (VGG-11 has 11)
     output_shape: Shape | None
+    # The model's receptive field: the largest field before global pooling (cnnshape.fields).
+    receptive_field: list[int] | None = None
+    jump: list[int] | None = None
+    timing: Timing | None = None  # measured, with --time
 
     @property
     def total_macs(self) -> int:
@@ -109,6 +134,9 @@ class Report:
             "total_flops": self.total_flops,
             "param_bytes": self.param_bytes,
             "activation_bytes": self.activation_bytes,
+            "receptive_field": self.receptive_field,
+            "jump": self.jump,
+            "timing": self.timing.to_dict() if self.timing else None,
         }
 
     # Display: the same rich table in a terminal, in Jupyter and from print().

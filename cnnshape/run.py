@@ -28,6 +28,7 @@ from .errors import CnnshapeError
 from .models.batchnorm import BatchNorm as ScratchBatchNorm
 from .plot import plot_history
 from .registry import get_spec
+from .sources import is_reference
 from .train import (
     EpochStats,
     NonFiniteLossError,
@@ -65,6 +66,11 @@ def make_config(model: str, *, epochs: int | None = None, lr: float | None = Non
 
     ``settings`` are the other TrainConfig fields (device, precision, seed, dataset, ...).
     """
+    if is_reference(model):
+        # Training needs the chapter's recipe and 1-channel Fashion-MNIST inputs.
+        raise CnnshapeError(f"train takes the chapter's registered models, not {model}.",
+                            "Run `cnnshape list` to see them; `show`, `compare` and `sizes` "
+                            "take torchvision, timm and your own models.")
     spec = get_spec(model)
     return TrainConfig(
         model=spec.name,

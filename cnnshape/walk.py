@@ -6,7 +6,8 @@ output's shape, dtype and device, but no data, so the walk costs the same at 409
 at 28x28 and never allocates activations. FLOPs are counted at the dispatch level with the
 formulas of ``torch.utils.flop_counter`` (the ones ``FlopCounterMode`` uses), so functional
 ops inside a module's forward (``F.conv2d``, ``x @ w``) count too, and the totals equal
-``FlopCounterMode``'s exactly.
+``FlopCounterMode``'s exactly. Receptive fields are tracked in the same pass, also at the
+dispatch level (``cnnshape.fields``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .errors import CnnshapeError
+from .fields import Field, FieldTracker
 from .report import Report, Row, Shape
 
 
@@ -87,6 +89,7 @@ class _Call:
     output_shape: Shape | None = None
     output_bytes: int = 0
     flops: int = 0
+    field: Field | None = None
     finished: bool = False
 
     @property
@@ -106,6 +109,8 @@ class _Call:
             kernel_size=_as_list(getattr(m, "kernel_size", None), spatial_dims),
             stride=_as_list(getattr(m, "stride", None), spatial_dims),
             padding=_as_list(getattr(m, "padding", None), spatial_dims),
+            receptive_field=list(self.field.rf) if self.field else None,
+            jump=list(self.field.jump) if self.field else None,
         )
 
 
@@ -139,6 +144,7 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
     calls: list[_Call] = []
     open_calls: list[_Call] = []  # the modules whose forward is running, innermost last
     counter = _FlopCounter()
+    fields = FieldTracker()
 
     def before(module, args):
         first = args[0] if args else None
@@ -152,6 +158,7 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
         call.output_shape = _shape_of(output)
         call.output_bytes = _bytes_of(output)
         call.flops = counter.flops - call.flops_at_start
+        call.field = fields.field_of(output)
         call.finished = True
 
     handles = []
@@ -160,8 +167,10 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
             for module in qualified:
                 handles.append(module.register_forward_pre_hook(before))
                 handles.append(module.register_forward_hook(after))
-            with counter:
-                output = model(dummy(input_shape))
+            x = dummy(input_shape)
+            fields.seed(x)
+            with counter, fields:
+                output = model(x)
         except Exception as exc:
             failing = open_calls[-1] if open_calls else None
             raise _walk_error(name, input_shape, depth, model, calls, counter.flops, failing,
@@ -170,7 +179,8 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
             for handle in handles:
                 handle.remove()
 
-    return _report(name, input_shape, depth, model, calls, counter.flops, _shape_of(output))
+    return _report(name, input_shape, depth, model, calls, counter.flops, _shape_of(output),
+                   fields.largest)
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -196,7 +206,8 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype if param.is_floating_point() else torch.float32
 
 
-def _report(name, input_shape, depth, model, calls, total_flops, output_shape) -> Report:
+def _report(name, input_shape, depth, model, calls, total_flops, output_shape,
+            field: Field | None = None) -> Report:
     finished = [c for c in calls if c.finished]
     leaves = [c for c in finished if not any(True for _ in c.module.children())]
     params = list(model.parameters())
@@ -212,6 +223,8 @@ def _report(name, input_shape, depth, model, calls, total_flops, output_shape) -
         activation_bytes=sum(c.output_bytes for c in leaves),
         num_weight_layers=sum(isinstance(c.module, _WEIGHT_LAYERS) for c in finished),
         output_shape=output_shape,
+        receptive_field=list(field.rf) if field else None,
+        jump=list(field.jump) if field else None,
     )
 
 

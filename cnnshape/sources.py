@@ -1,0 +1,270 @@
+"""Where a model comes from: the chapter's registry, torchvision, timm, or the user's own code.
+
+A model reference is a registry name (``resnet18``), ``torchvision:NAME``, ``timm:NAME``,
+``path/to/file.py:Attr`` or ``package.module:attr``. Every source resolves to a `Target`
+that builds the model on the meta device (no weights allocated or initialized, nothing
+downloaded), so inspecting ResNet-50 or VGG-16 costs the same as LeNet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from .errors import CnnshapeError
+from .registry import ModelSpec, get_spec
+
+# Size and classes of ImageNet models: what torchvision's published metadata is measured at.
+IMAGENET_SIZE = 224
+IMAGENET_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved model reference: its display name, defaults, and how to build it."""
+
+    name: str
+    size: int  # default input height and width
+    in_channels: int  # default input channels
+    num_classes: int | None  # default classes; None when the model's own code decides
+    make: Callable[[int, int | None], nn.Module]  # (in_channels, num_classes) -> model
+    # True for the registry, whose builders follow --in-channels. Other sources build the
+    # model as published; --in-channels only describes the input and must match it.
+    follows_in_channels: bool = False
+
+    def build(self, in_channels: int | None = None, num_classes: int | None = None,
+              device: str = "meta") -> tuple[nn.Module, int]:
+        """The model (on the meta device unless told), and the input channels to feed it.
+
+        Outside the registry the channels default to the first convolution's.
+        """
+        if num_classes is not None and self.num_classes is None:
+            raise CnnshapeError(f"--classes cannot change {self.name}: cnnshape calls your "
+                                "code with no arguments.",
+                                "Leave out --classes, or give a factory that builds the "
+                                "number of classes you want.")
+        asked = self.in_channels if in_channels is None else in_channels
+        with torch.device(device):
+            model = self.make(asked, self.num_classes if num_classes is None else num_classes)
+        if self.follows_in_channels:
+            return model, asked
+        expected = first_conv_channels(model)
+        if in_channels is None:
+            return model, expected or self.in_channels
+        if expected not in (None, in_channels):
+            raise CnnshapeError(
+                f"{self.name} is built for {expected} input channels, not {in_channels}.",
+                f"Leave out --in-channels (default {expected}): for models outside the "
+                "registry it describes the input and cannot change the first layer.")
+        return model, in_channels
+
+
+def first_conv_channels(model: nn.Module) -> int | None:
+    """Input channels of the first convolution registered, the usual input layer."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return conv.in_channels if conv is not None else None
+
+
+def resolve(ref: str) -> Target:
+    """A model reference -> Target. Registry names keep their close-match suggestions."""
+    prefix, sep, rest = ref.partition(":")
+    if not sep:
+        return _registry_target(get_spec(ref))
+    if prefix == "torchvision":
+        return _torchvision_target(rest)
+    if prefix == "timm":
+        return _timm_target(rest)
+    path, _, attr = ref.rpartition(":")  # rpartition: a Windows path keeps its drive colon
+    return _user_target(path, attr)
+
+
+def is_reference(ref: str) -> bool:
+    """True for references outside the registry (they all contain a colon)."""
+    return ":" in ref
+
+
+def _registry_target(spec: ModelSpec) -> Target:
+    return Target(spec.name, spec.size, 1, 10,
+                  lambda c, k: spec.build(in_channels=c, num_classes=k),
+                  follows_in_channels=True)
+
+
+# ---------------------------------------------------------------- torchvision
+
+# Built as the published weights are, so the counts match their metadata: GoogLeNet's and
+# Inception-v3's weights skip the random init (init_weights=False, which also silences their
+# FutureWarning); GoogLeNet's weights drop the auxiliary classifiers, Inception-v3's keep
+# them (they only run in training, but their parameters count). transform_input=True as
+# the weights set it (a per-channel affine map: no parameters, no counted FLOPs).
+_TORCHVISION_OPTIONS = {
+    "googlenet": {"aux_logits": False, "init_weights": False, "transform_input": True},
+    "inception_v3": {"init_weights": False, "transform_input": True},
+}
+
+
+def torchvision_names() -> list[str]:
+    """Every torchvision classification model (not detection or segmentation)."""
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def torchvision_meta(name: str) -> dict:
+    """The DEFAULT weights' published metadata (num_params, _ops, min_size); {} if none."""
+    import torchvision
+
+    try:
+        return dict(torchvision.models.get_model_weights(name).DEFAULT.meta)
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _torchvision_target(name: str) -> Target:
+    names = torchvision_names()
+    if name not in names:
+        raise CnnshapeError(f"torchvision has no classification model {name!r}.",
+                            _did_you_mean(name, names) + "Run `cnnshape list --source "
+                            "torchvision` to see them all.")
+
+    def make(in_channels: int, num_classes: int) -> nn.Module:
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes,
+                                            **_TORCHVISION_OPTIONS.get(name, {}))
+
+    return Target(f"torchvision:{name}", IMAGENET_SIZE, 3, IMAGENET_CLASSES, make)
+
+
+# ---------------------------------------------------------------- timm
+
+def _timm_target(name: str) -> Target:
+    timm = _import_timm()
+    names = timm.list_models()
+    if name not in names:
+        raise CnnshapeError(f"timm has no model {name!r}.", _did_you_mean(name, names)
+                            + "Run `cnnshape list --source timm` to see them all.")
+
+    def make(in_channels: int, num_classes: int) -> nn.Module:
+        return timm.create_model(name, pretrained=False, in_chans=in_channels,
+                                 num_classes=num_classes)
+
+    # timm builds the first layer for in_chans, as the registry does.
+    return Target(f"timm:{name}", IMAGENET_SIZE, 3, IMAGENET_CLASSES, make,
+                  follows_in_channels=True)
+
+
+def timm_names() -> list[str]:
+    return _import_timm().list_models()
+
+
+def _import_timm() -> ModuleType:
+    try:
+        import timm
+    except ImportError:
+        raise CnnshapeError("timm is not installed; cnnshape does not depend on it.",
+                            "pip install timm, then run the command again.") from None
+    return timm
+
+
+# ---------------------------------------------------------------- your own code
+
+def _user_target(location: str, attr: str) -> Target:
+    if not location or not attr:
+        raise CnnshapeError(f"{location}:{attr!r} is not a model reference.",
+                            "Give path/to/file.py:Net, package.module:factory, "
+                            "torchvision:NAME, timm:NAME or a registry name.")
+    module = _load(location)
+    if not hasattr(module, attr):
+        public = [n for n in vars(module) if not n.startswith("_")]
+        raise CnnshapeError(f"{location} has no attribute {attr!r}.",
+                            _did_you_mean(attr, public, n=3)
+                            + f"Names there: {', '.join(_module_like(module)) or 'none'}.")
+    obj = getattr(module, attr)
+    label = f"{location}:{attr}"
+
+    def make(in_channels: int, num_classes: int | None) -> nn.Module:
+        return _call_user_code(obj, label)
+
+    # 3 channels (an RGB image) only when the model has no convolution to ask.
+    return Target(label, IMAGENET_SIZE, 3, None, make)
+
+
+def _load(location: str) -> ModuleType:
+    """A file path (anything ending in .py or with a slash) or an importable module name."""
+    if location.endswith(".py") or "/" in location or "\\" in location:
+        path = Path(location)
+        if not path.is_file():
+            raise CnnshapeError(f"No file {location}.",
+                                "Give the path to a Python file, e.g. models/net.py:Net.")
+        spec = importlib.util.spec_from_file_location(f"_cnnshape_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        with _imports_next_to(path):
+            _run_user_import(lambda: spec.loader.exec_module(module), location)
+        return module
+    return _run_user_import(lambda: importlib.import_module(location), location)
+
+
+@contextlib.contextmanager
+def _imports_next_to(path: Path) -> Iterator[None]:
+    """Let a user's file import its neighbours, as `python file.py` would."""
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+
+
+def _run_user_import(load, location: str):
+    try:
+        return load()
+    except ModuleNotFoundError as err:
+        if err.name and location.startswith(err.name):
+            raise CnnshapeError(f"No module named {location!r}.",
+                                "Give an importable module (package.module:factory) or a "
+                                "file path (path/to/file.py:Net).") from None
+        raise CnnshapeError(f"Importing {location} failed: {err}") from None
+    except Exception as err:
+        raise CnnshapeError(f"Importing {location} failed: {type(err).__name__}: {err}") from None
+
+
+def _call_user_code(obj, label: str) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj  # an instance in the file: inspected as it is
+    if not callable(obj):
+        raise CnnshapeError(f"{label} is not an nn.Module but a {type(obj).__name__}.",
+                            "Point at an nn.Module subclass or a function that returns one.")
+    try:
+        model = obj()
+    except Exception as err:
+        raise CnnshapeError(f"Building {label}() failed: {type(err).__name__}: {err}",
+                            "cnnshape calls it with no arguments, under torch.device('meta') "
+                            "(tensors without data; --time: the chosen device): give a class "
+                            "or factory whose arguments all have defaults.") from None
+    if not isinstance(model, nn.Module):
+        raise CnnshapeError(f"{label}() returned a {type(model).__name__}, not an nn.Module.",
+                            "Point at an nn.Module subclass or a function that returns one.")
+    return model
+
+
+def _module_like(module: ModuleType) -> list[str]:
+    """The names in a user's module that could be models: Module subclasses and functions."""
+    return [n for n, v in vars(module).items() if not n.startswith("_")
+            and ((inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ ==
+                  module.__name__) or inspect.isfunction(v))]
+
+
+def _did_you_mean(name: str, names: list[str], n: int = 3) -> str:
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    return f"Did you mean {' or '.join(close)}? " if close else ""
