@@ -61,3 +61,13 @@ def test_compiled_training_runs_and_learns():
     cfg = config("lenet-bn", epochs=2, device="cuda", compile=True, batch_size=64)
     history = fit(build(cfg), toy().to("cuda:0"), cfg)
     assert history[-1].train_loss < history[0].train_loss
+
+
+def test_time_on_cuda_synchronizes_each_layer():
+    from cnnshape import api
+
+    report = api.show("resnet18", timed=api.TimeSettings("cuda", warmup=2, repeats=5))
+    assert report.timing.device == "cuda:0"
+    assert all(row.time_ms > 0 for row in report.rows)
+    # Synchronized per layer: the layers' medians roughly add up to the whole forward.
+    assert sum(row.time_ms for row in report.rows) >= 0.5 * report.timing.forward.median_ms

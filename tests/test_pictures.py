@@ -1,0 +1,64 @@
+"""show --plot and compare --plot: valid PNG files of the documented pixel size."""
+
+import struct
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import cnnshape
+from cnnshape.cli import app
+from cnnshape.plot import COMPARE_SIZE, DPI, plotted_rows, report_figure_size
+
+runner = CliRunner()
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def pixels(inches):
+    return tuple(round(x * DPI) for x in inches)
+
+
+def test_show_plot_is_a_png_sized_by_its_rows(tmp_path):
+    path = tmp_path / "googlenet.png"
+    result = runner.invoke(app, ["show", "googlenet", "--size", "96", "--depth", "2",
+                                   "--plot", str(path)])
+    assert result.exit_code == 0, result.stderr
+    rows = plotted_rows(cnnshape.show("googlenet", (96, 96), depth=2))
+    assert len(rows) == 22
+    assert png_size(path) == pytest.approx(pixels(report_figure_size(len(rows))), abs=1)
+
+
+def test_plotted_rows_add_up_to_the_totals():
+    report = cnnshape.show("resnet18", depth=3)
+    rows = plotted_rows(report)
+    assert len(rows) < len(report.rows)  # the opened blocks give way to their layers
+    assert sum(r.params for r in rows) == report.total_params
+    assert sum(r.flops for r in rows) == report.total_flops
+
+
+def test_compare_plot_is_a_png(tmp_path):
+    path = tmp_path / "compare.png"
+    result = runner.invoke(app, ["compare", "lenet", "alexnet", "torchvision:resnet18",
+                                   "--size", "224", "--plot", str(path)])
+    assert result.exit_code == 0, result.stderr
+    assert png_size(path) == pixels(COMPARE_SIZE)
+
+
+def test_unwritable_picture_is_a_clean_error(tmp_path):
+    result = runner.invoke(app, ["show", "lenet", "--plot", str(tmp_path / "no" / "x.png")])
+    assert result.exit_code == 1 and "Error: Cannot write the picture" in result.stderr
+    assert "Hint:" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_show_without_plot_does_not_import_matplotlib():
+    code = ("import sys; from typer.testing import CliRunner; from cnnshape.cli import app; "
+            "assert CliRunner().invoke(app, ['show', 'lenet']).exit_code == 0; "
+            "assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
