@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .walk import _device_and_dtype, _left_as_it_was
+from .walk import device_and_dtype, left_as_it_was
 
 
 @dataclass
@@ -72,10 +72,10 @@ def time_model(model: nn.Module, input_shape: tuple[int, ...], *, warmup: int = 
     one (name, Measured) per layer call, in execution order. Eval mode, no_grad; the model
     is left as it was: same flags and buffers, no hooks.
     """
-    device, dtype = _device_and_dtype(model)
+    device, dtype = device_and_dtype(model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     x = torch.randn(input_shape, dtype=dtype, device=device)
-    with _left_as_it_was(model), torch.no_grad():
+    with left_as_it_was(model), torch.no_grad():
         model.eval()
 
         def forward():

@@ -190,15 +190,15 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     forward of one image takes milliseconds, while the first meta-tensor walk in a process
     pays about a second of PyTorch start-up. Same counting as ``walk``.
     """
-    device, dtype = _device_and_dtype(model)
+    device, dtype = device_and_dtype(model)
     counter = _FlopCounter()
-    with _left_as_it_was(model), torch.no_grad(), counter:
+    with left_as_it_was(model), torch.no_grad(), counter:
         model.eval()
         model(torch.zeros(input_shape, dtype=dtype, device=device))
     return counter.flops
 
 
-def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+def device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Where and in what precision the model's inputs must be: those of its first parameter."""
     param = next(model.parameters(), None)
     if param is None:
@@ -297,15 +297,15 @@ def shape_only(model: nn.Module) -> Iterator[Callable[[tuple[int, ...]], torch.T
     Inside: eval mode (BatchNorm1d at batch 1 works; dropout is a no-op), no autograd, and
     meta or fake tensors, so nothing is computed or allocated. On exit the model is as it was.
     """
-    device, dtype = _device_and_dtype(model)
-    with (_left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model),
+    device, dtype = device_and_dtype(model)
+    with (left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model),
           _PointwiseShapes()):
         model.eval()
         yield lambda shape: torch.empty(shape, dtype=dtype, device=device)
 
 
 @contextlib.contextmanager
-def _left_as_it_was(model: nn.Module) -> Iterator[None]:
+def left_as_it_was(model: nn.Module) -> Iterator[None]:
     """Restore train/eval flags, buffers and tensor attributes, whatever the forward did.
 
     A module like the book's from-scratch BatchNorm reassigns its statistics in forward;
