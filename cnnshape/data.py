@@ -247,6 +247,11 @@ def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)  # the last batch is partial, not dropped
 
 
+def batch_length(n: int, batch_size: int, index: int) -> int:
+    """How many of ``n`` items batch ``index`` holds: ``batch_size``, or fewer for the last."""
+    return min(batch_size, n - index * batch_size)
+
+
 def share(n: int, rank: int, world: int) -> slice:
     """Rank ``rank``'s contiguous share of ``n`` items (one global batch) among ``world`` ranks:
     sizes differ by at most one, so together the ranks take every item exactly once."""
@@ -269,7 +274,7 @@ def batches(split: Split, batch_size: int, size: int, *, shuffle_seed: int | Non
         generator = torch.Generator(device=device).manual_seed(shuffle_seed)
         order = torch.randperm(len(split), generator=generator, device=device)
     for start in range(0, len(split), batch_size):
-        mine = share(min(batch_size, len(split) - start), *part)
+        mine = share(batch_length(len(split), batch_size, start // batch_size), *part)
         lo, hi = start + mine.start, start + mine.stop
         idx = slice(lo, hi) if order is None else order[lo:hi]
         yield to_input(split.images[idx], size, channels_last), split.labels[idx]

@@ -357,7 +357,7 @@ def _train_epoch(model, optimizer, scaler, split: Split, cfg: TrainConfig, epoch
             y_hat = model(X)
             loss = loss_fn(y_hat, y)
             if sharded:  # a sum over this rank's share (maybe empty) / the global batch size
-                loss = loss / min(cfg.batch_size, len(split) - i * cfg.batch_size)
+                loss = loss / data_mod.batch_length(len(split), cfg.batch_size, i)
         scaler.scale(loss * world).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -408,8 +408,7 @@ def _progress(per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig
     bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
     if bad is not None:
         raise NonFiniteLossError(epoch, bad + 1, cfg.lr)
-    sizes = [cfg.batch_size] * done
-    sizes[-1] = min(cfg.batch_size, len(split) - (done - 1) * cfg.batch_size)
+    sizes = [data_mod.batch_length(len(split), cfg.batch_size, i) for i in range(done)]
     seen = sum(sizes)
     loss = sum(value * n for value, n in zip(losses, sizes, strict=True)) / seen
     elapsed = max(time.perf_counter() - started, 1e-9)
