@@ -4,7 +4,7 @@
 torchvision's FashionMNIST dataset, ``Resize`` (when the size is not 28, as the book passes
 ``resize``) + ``ToTensor``, ``DataLoader(shuffle=True, num_workers=N)``, xavier init, plain SGD,
 CrossEntropyLoss, ``float()`` of every metric after every batch, and the book's timer around
-the training steps only. ``cnnshape_run`` is ``cnnshape.run.train_run``. Both time end to end:
+the training steps only. ``cnnshape_run`` is ``cnnshape.api.train``. Both time end to end:
 data set-up, training, evaluation (and, for cnnshape, writing its run files).
 """
 
@@ -22,9 +22,10 @@ from torch import nn
 from torch.utils import data as tdata
 from torchvision import datasets, transforms
 
-from cnnshape import data as cdata
+from cnnshape import api
 from cnnshape.registry import get_spec
-from cnnshape.run import make_config, train_run
+from cnnshape.train import data as cdata
+from cnnshape.train.config import TrainSettings
 
 
 @dataclass
@@ -55,8 +56,10 @@ def torchvision_root(data_dir: Path, root: Path) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
     for (_, _), path in files.items():
         target = raw / path.name.removesuffix(".gz")
-        with (gzip.open(path) if path.name.endswith(".gz") else path.open("rb")) as src, \
-                target.open("wb") as dst:
+        with (
+            gzip.open(path) if path.name.endswith(".gz") else path.open("rb") as src,
+            target.open("wb") as dst,
+        ):
             shutil.copyfileobj(src, dst)
     return root
 
@@ -79,9 +82,17 @@ def _xavier(m: nn.Module) -> None:
         nn.init.xavier_uniform_(m.weight)
 
 
-def book_run(model: str, root: Path, *, epochs: int, device: str, num_workers: int,
-             seed: int = 0, train_limit: int | None = None,
-             test_limit: int | None = None) -> Result:
+def book_run(
+    model: str,
+    root: Path,
+    *,
+    epochs: int,
+    device: str,
+    num_workers: int,
+    seed: int = 0,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> Result:
     """d2l.load_data_fashion_mnist + d2l.train_ch6 (no plotting), timed end to end."""
     spec = get_spec(model)
     lr, batch_size, size = spec.recipe.lr, spec.recipe.batch_size, spec.size
@@ -122,8 +133,15 @@ def book_run(model: str, root: Path, *, epochs: int, device: str, num_workers: i
             timer += time.perf_counter() - t
         test_acc = _book_accuracy(net, test_iter, device)
     wall = time.perf_counter() - started
-    return Result("book-style", wall, timer, metric[2] * epochs, metric[0] / metric[2],
-                  metric[1] / metric[2], test_acc)
+    return Result(
+        "book-style",
+        wall,
+        timer,
+        metric[2] * epochs,
+        metric[0] / metric[2],
+        metric[1] / metric[2],
+        test_acc,
+    )
 
 
 def _book_accuracy(net: nn.Module, test_iter, device: str) -> float:
@@ -138,28 +156,40 @@ def _book_accuracy(net: nn.Module, test_iter, device: str) -> float:
     return correct / total
 
 
-def cnnshape_run(model: str, data_dir: Path, *, epochs: int, device: str, seed: int = 0,
-                 name: str = "cnnshape", **settings) -> Result:
-    """cnnshape's train_run end to end (reading the gzipped files included), in a temp dir."""
+def cnnshape_run(
+    model: str,
+    data_dir: Path,
+    *,
+    epochs: int,
+    device: str,
+    seed: int = 0,
+    name: str = "cnnshape",
+    **settings,
+) -> Result:
+    """cnnshape's training end to end (reading the gzipped files included), in a temp dir."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = make_config(model, epochs=epochs, device=device, seed=seed, data_dir=str(data_dir),
-                          out=out, **settings)
+        settings = TrainSettings(
+            model, epochs=epochs, device=device, seed=seed, data_dir=str(data_dir), **settings
+        )
         started = time.perf_counter()
-        result = train_run(cfg)
+        result = api.train(settings, out=out)
         wall = time.perf_counter() - started
     last = result.history[-1]
     train_seconds = sum(s.train_seconds for s in result.history)
     images = round(sum(s.images_per_sec * s.train_seconds for s in result.history))
-    return Result(name, wall, train_seconds, images, last.train_loss, last.train_acc,
-                  last.test_acc)
+    return Result(name, wall, train_seconds, images, last.train_loss, last.train_acc, last.test_acc)
 
 
 def table(results: list[Result], baseline: Result) -> str:
-    lines = ["| loop | wall s | end-to-end img/s | train-step img/s | train loss | train acc "
-             "| test acc | end-to-end speed-up |", "|---" * 8 + "|"]
+    lines = [
+        "| loop | wall s | end-to-end img/s | train-step img/s | train loss | train acc "
+        "| test acc | end-to-end speed-up |",
+        "|---" * 8 + "|",
+    ]
     for r in results:
         lines.append(
             f"| {r.name} | {r.wall_seconds:.1f} | {r.end_to_end_images_per_sec:,.0f} | "
             f"{r.train_images_per_sec:,.0f} | {r.train_loss:.3f} | {r.train_acc:.3f} | "
-            f"{r.test_acc:.3f} | {baseline.wall_seconds / r.wall_seconds:.2f}x |")
+            f"{r.test_acc:.3f} | {baseline.wall_seconds / r.wall_seconds:.2f}x |"
+        )
     return "\n".join(lines)

@@ -21,15 +21,33 @@ from pathlib import Path
 
 
 def train(launcher: list[str], model: str, args, out: Path) -> float:
-    command = [*launcher, "-m", "cnnshape", "train", model, "--epochs", str(args.epochs),
-               "--device", args.device, "--out", str(out), "-f", "json"]
-    for flag, value in (("--data-dir", args.data_dir), ("--train-limit", args.train_limit),
-                        ("--test-limit", args.test_limit)):
+    command = [
+        *launcher,
+        "-m",
+        "cnnshape",
+        "train",
+        model,
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--out",
+        str(out),
+        "-f",
+        "json",
+    ]
+    for flag, value in (
+        ("--data-dir", args.data_dir),
+        ("--train-limit", args.train_limit),
+        ("--test-limit", args.test_limit),
+    ):
         if value is not None:
             command += [flag, str(value)]
     # torchrun sets OMP_NUM_THREADS=1 unless it is set: give both runs the same CPU threads.
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
-                                                           str(os.cpu_count() or 1))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+    }
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout)["examples_per_sec"]
 
@@ -47,9 +65,12 @@ def main() -> None:
 
     plain = [sys.executable]
     ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
-    lines = ["### DDP overhead on one device (plain `cnnshape train` vs `torchrun "
-             "--nproc_per_node=1`)", "", "| model | plain img/s | DDP img/s | DDP cost |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        "### DDP overhead on one device (plain `cnnshape train` vs `torchrun --nproc_per_node=1`)",
+        "",
+        "| model | plain img/s | DDP img/s | DDP cost |",
+        "|---|---:|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             a = train(plain, model, args, Path(tmp) / f"{model}-plain")

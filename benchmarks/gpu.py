@@ -28,8 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnshape.registry import get_spec
 
 # d2l's own builds (REFERENCE.md): median [min, max] test accuracy after 10 epochs.
-BOOK_TEST_ACC = {"alexnet": (0.881, 0.866, 0.885), "resnet18": (0.909, 0.838, 0.922),
-                 "googlenet": (0.889, 0.100, 0.899)}
+BOOK_TEST_ACC = {
+    "alexnet": (0.881, 0.866, 0.885),
+    "resnet18": (0.909, 0.838, 0.922),
+    "googlenet": (0.889, 0.100, 0.899),
+}
 
 
 def matmul_rate(device: str, n: int, repeats: int = 20) -> float:
@@ -67,31 +70,65 @@ def flops_fraction(result: Result, flops: int, peak: float) -> tuple[float, floa
 def measure(model: str, args, root: Path, data_dir: Path, peak: float) -> dict:
     limits = {"train_limit": args.train_limit, "test_limit": args.test_limit}
     flops = forward_flops(model)
-    book = book_run(model, root, epochs=args.epochs, device=args.device,
-                    num_workers=args.workers, **limits)
+    book = book_run(
+        model, root, epochs=args.epochs, device=args.device, num_workers=args.workers, **limits
+    )
     ours = cnnshape_run(model, data_dir, epochs=args.epochs, device=args.device, **limits)
     runs = [book, ours]
     if args.compile:
-        runs.append(cnnshape_run(model, data_dir, epochs=args.epochs, device=args.device,
-                                 compile=True, name="cnnshape --compile", **limits))
+        runs.append(
+            cnnshape_run(
+                model,
+                data_dir,
+                epochs=args.epochs,
+                device=args.device,
+                compile=True,
+                name="cnnshape --compile",
+                **limits,
+            )
+        )
     if args.full_epochs:
-        runs.append(cnnshape_run(model, data_dir, epochs=args.full_epochs, device=args.device,
-                                 name=f"cnnshape, {args.full_epochs} epochs", **limits))
-    return {"model": model, "size": get_spec(model).size, "forward_flops": flops,
-            "runs": [dict(asdict(r), flops_per_sec=flops_fraction(r, flops, peak)[0],
-                          fraction_of_matmul_peak=flops_fraction(r, flops, peak)[1])
-                     for r in runs],
-            "markdown": _markdown(model, runs, flops, peak)}
+        runs.append(
+            cnnshape_run(
+                model,
+                data_dir,
+                epochs=args.full_epochs,
+                device=args.device,
+                name=f"cnnshape, {args.full_epochs} epochs",
+                **limits,
+            )
+        )
+    return {
+        "model": model,
+        "size": get_spec(model).size,
+        "forward_flops": flops,
+        "runs": [
+            dict(
+                asdict(r),
+                flops_per_sec=flops_fraction(r, flops, peak)[0],
+                fraction_of_matmul_peak=flops_fraction(r, flops, peak)[1],
+            )
+            for r in runs
+        ],
+        "markdown": _markdown(model, runs, flops, peak),
+    }
 
 
 def _markdown(model: str, runs: list[Result], flops: int, peak: float) -> str:
     spec = get_spec(model)
-    lines = [f"### {model} at {spec.size} (lr {spec.recipe.lr}, batch {spec.recipe.batch_size}), "
-             f"forward {flops / 1e9:.3f} GFLOPs/image", "", table(runs, baseline=runs[0]), ""]
+    lines = [
+        f"### {model} at {spec.size} (lr {spec.recipe.lr}, batch {spec.recipe.batch_size}), "
+        f"forward {flops / 1e9:.3f} GFLOPs/image",
+        "",
+        table(runs, baseline=runs[0]),
+        "",
+    ]
     for r in runs:
         achieved, fraction = flops_fraction(r, flops, peak)
-        lines.append(f"- {r.name}: {achieved / 1e12:.1f} TFLOP/s in training steps = "
-                     f"{fraction:.1%} of the measured bf16 matmul rate")
+        lines.append(
+            f"- {r.name}: {achieved / 1e12:.1f} TFLOP/s in training steps = "
+            f"{fraction:.1%} of the measured bf16 matmul rate"
+        )
     if model in BOOK_TEST_ACC:
         median, low, high = BOOK_TEST_ACC[model]
         lines.append(f"- book's 10-epoch test accuracy: {median} [{low}, {high}]")
@@ -100,8 +137,12 @@ def _markdown(model: str, runs: list[Result], flops: int, peak: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, help="Fashion-MNIST IDX files; without it, "
-                        "synthetic IDX files (speed only: accuracies mean nothing)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="Fashion-MNIST IDX files; without it, "
+        "synthetic IDX files (speed only: accuracies mean nothing)",
+    )
     parser.add_argument("--models", nargs="+", default=["alexnet", "resnet18", "googlenet"])
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the side-by-side runs")
     parser.add_argument("--full-epochs", type=int, default=10, help="cnnshape-only run; 0: skip")
@@ -116,19 +157,27 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     peak = matmul_rate(args.device, args.matmul_size)
-    name = (torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
-            else platform.processor() or platform.machine())
-    header = (f"## GPU benchmark on {name} ({args.device}), torch {torch.__version__}, "
-              f"{time.strftime('%Y-%m-%d %H:%M')}\n\nMeasured bf16 matmul rate "
-              f"({args.matmul_size}^3): {peak / 1e12:.1f} TFLOP/s. Book-style DataLoader "
-              f"workers: {args.workers}.\n")
+    name = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine()
+    )
+    header = (
+        f"## GPU benchmark on {name} ({args.device}), torch {torch.__version__}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}\n\nMeasured bf16 matmul rate "
+        f"({args.matmul_size}^3): {peak / 1e12:.1f} TFLOP/s. Book-style DataLoader "
+        f"workers: {args.workers}.\n"
+    )
     _append(args.out / "gpu-results.md", header)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir
         if data_dir is None or not data_dir.exists():
             data_dir = write_synthetic_idx(Path(tmp) / "synthetic")
-            _append(args.out / "gpu-results.md", "Data: SYNTHETIC (no Fashion-MNIST found); "
-                    "accuracies are meaningless, speeds are valid.\n")
+            _append(
+                args.out / "gpu-results.md",
+                "Data: SYNTHETIC (no Fashion-MNIST found); "
+                "accuracies are meaningless, speeds are valid.\n",
+            )
         root = torchvision_root(data_dir, Path(tmp) / "torchvision")
         for model in args.models:
             result = measure(model, args, root, data_dir, peak)

@@ -18,9 +18,20 @@ import subprocess
 import sys
 import time
 
-DEFAULT_CASES = ["lenet:28", "alexnet:224", "vgg:224", "nin:224", "googlenet:96",
-                 "resnet18:96", "densenet:96", "nin:1024", "nin:2048", "nin:4096",
-                 "resnet18:1024", "resnet18:2048"]
+DEFAULT_CASES = [
+    "lenet:28",
+    "alexnet:224",
+    "vgg:224",
+    "nin:224",
+    "googlenet:96",
+    "resnet18:96",
+    "densenet:96",
+    "nin:1024",
+    "nin:2048",
+    "nin:4096",
+    "resnet18:1024",
+    "resnet18:2048",
+]
 
 # Runs inside the child: do the work, then report wall time since interpreter start and peak RSS.
 CHILD = r"""
@@ -46,11 +57,19 @@ print(json.dumps({"seconds": time.time() - start, "peak_mb": peak_mb}), file=sys
 def measure(tool: str, name: str, size: int) -> dict:
 
     env = dict(os.environ, BENCH_T0=repr(time.time()))
-    proc = subprocess.run([sys.executable, "-c", CHILD, tool, name, str(size)], env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, tool, name, str(size)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
-        return {"seconds": float("nan"), "peak_mb": float("nan"),
-                "error": proc.stderr.strip().splitlines()[-1]}
+        return {
+            "seconds": float("nan"),
+            "peak_mb": float("nan"),
+            "error": proc.stderr.strip().splitlines()[-1],
+        }
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
@@ -65,19 +84,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
-    print("| case | torchinfo s | cnnshape s | time ratio | torchinfo MB | cnnshape MB "
-          "| memory ratio |")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        "| case | torchinfo s | cnnshape s | time ratio | torchinfo MB | cnnshape MB "
+        "| memory ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for case in args.cases:
         name, size = case.split(":")
         base = median_of("torchinfo", name, int(size), args.repeats)
         ours = median_of("cnnshape", name, int(size), args.repeats)
-        print(f"| {name} @ {size} | {base['seconds']:.2f} | {ours['seconds']:.2f} "
-              f"| x{base['seconds'] / ours['seconds']:.2f} | {base['peak_mb']:.0f} "
-              f"| {ours['peak_mb']:.0f} | x{base['peak_mb'] / ours['peak_mb']:.2f} |",
-              flush=True)
+        print(
+            f"| {name} @ {size} | {base['seconds']:.2f} | {ours['seconds']:.2f} "
+            f"| x{base['seconds'] / ours['seconds']:.2f} | {base['peak_mb']:.0f} "
+            f"| {ours['peak_mb']:.0f} | x{base['peak_mb'] / ours['peak_mb']:.2f} |",
+            flush=True,
+        )
     print("\nRatios are torchinfo / cnnshape: above 1 means cnnshape is faster or smaller.")
 
 

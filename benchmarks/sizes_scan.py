@@ -16,8 +16,8 @@ import time
 import torch
 
 from cnnshape.api import build_for_inspection
+from cnnshape.inspect.sizes import scan_sizes
 from cnnshape.registry import list_specs
-from cnnshape.sizes import scan_sizes
 
 
 def naive_valid(model, channels: int, up_to: int) -> list[int]:
@@ -39,8 +39,10 @@ def main() -> None:
     parser.add_argument("--up-to", type=int, default=1024)
     parser.add_argument("--models", nargs="+", default=[s.name for s in list_specs()])
     args = parser.parse_args()
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"sizes 1..{args.up_to}")
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"sizes 1..{args.up_to}"
+    )
     print("| model | naive s | cnnshape s | speed-up | accepted |")
     print("|---|---:|---:|---:|---|")
     _, warm, _ = build_for_inspection("lenet")
@@ -55,8 +57,11 @@ def main() -> None:
         ours_s = time.perf_counter() - start
         ours = [s for lo, hi in scan.valid for s in range(lo, hi + 1)]
         assert ours == baseline, f"{name}: the scan and the naive check disagree"
-        print(f"| {name} | {naive_s:.2f} | {ours_s:.2f} | x{naive_s / ours_s:.1f} "
-              f"| {scan.describe_valid()} |", flush=True)
+        print(
+            f"| {name} | {naive_s:.2f} | {ours_s:.2f} | x{naive_s / ours_s:.1f} "
+            f"| {scan.describe_valid()} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""The library API the CLI is a thin layer over: build, walk, compare, scan sizes."""
+"""The library calls the CLI makes: the inspection path (show, compare, sizes) and the training
+path (train, resume, evaluate), joined here and nowhere else.
+
+The two paths never import each other. Where training needs inspection (the header's FLOPs
+per image, and refusing an input size the model cannot take, with the reason and the sizes it
+does take) this module walks the model and hands the result to the run.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,24 @@ from typing import Any
 
 from torch import nn
 
-from .errors import CnnshapeError
-from .registry import ModelSpec, get_spec, list_specs, match_specs
-from .report import Report
-from .sizes import DEFAULT_UP_TO, SizeScan, scan_sizes
-from .sources import Target, is_reference, resolve, torchvision_meta, torchvision_names
-from .timing import Timing, time_model
-from .train import resolve_device
-from .walk import WalkError, walk
+from ._common import resolve_device
+from .errors import CnnshapeError, WalkError
+from .inspect.report import DEFAULT_UP_TO, Report, SizeScan
+from .inspect.sizes import scan_sizes, walk_explained
+from .inspect.sources import Target, is_reference, resolve, torchvision_meta, torchvision_names
+from .inspect.timing import Timing, time_model
+from .inspect.walk import walk
+from .registry import get_spec, list_specs, match_specs
+from .train import run
+from .train.config import TrainSettings
+from .train.events import OnEvent
+
+# ---- inspection -------------------------------------------------------------------------------
 
 
 def list_models() -> list[str]:
     """Names of every registered architecture, in the book's order."""
     return [spec.name for spec in list_specs()]
-
-
-def list_entries() -> list[tuple[ModelSpec, Report]]:
-    """Every registered model with its walk at the default input size."""
-    return [(spec, show(spec.name)) for spec in list_specs()]
 
 
 def torchvision_entries() -> list[tuple[str, dict]]:
@@ -37,25 +43,21 @@ def get_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Modu
     return get_spec(name).build(in_channels=in_channels, num_classes=num_classes)
 
 
-def summary(model: nn.Module, input_size: tuple[int, ...], depth: int = 1, *,
-            name: str | None = None) -> Report:
+def summary(
+    model: nn.Module, input_size: tuple[int, ...], depth: int = 1, *, name: str | None = None
+) -> Report:
     """Walk ``model`` on a dummy input of ``input_size`` (e.g. ``(1, 1, 224, 224)``).
 
     Returns a Report that prints as a table (terminal, Jupyter) and has ``.to_dict()``.
     If a layer refuses the input, raises WalkError naming it, and, for image inputs, the
     square sizes the network does accept.
     """
-    try:
-        return walk(model, input_size, depth, name=name)
-    except WalkError as err:
-        if len(input_size) == 4 and err.hint is None:
-            scan = scan_sizes(model, input_size[1], name=name)
-            err.hint = f"{scan.model} accepts square inputs of size {scan.describe_valid()}."
-        raise
+    return walk_explained(model, tuple(input_size), depth, name=name)
 
 
-def build_for_inspection(ref: str, in_channels: int | None = None,
-                         num_classes: int | None = None) -> tuple[Target, nn.Module, int]:
+def build_for_inspection(
+    ref: str, in_channels: int | None = None, num_classes: int | None = None
+) -> tuple[Target, nn.Module, int]:
     """Resolve a model reference and build it on the meta device: no weights are allocated
     or initialized (VGG: 0.5 GB, 2 s). Returns the target, the model and its input channels.
     """
@@ -74,14 +76,21 @@ class TimeSettings:
     repeats: int = 20
 
 
-def show(name: str, size: tuple[int, int] | None = None, *, batch: int = 1,
-         in_channels: int | None = None, num_classes: int | None = None,
-         depth: int = 1, timed: TimeSettings | None = None) -> Report:
+def show(
+    name: str,
+    size: tuple[int, int] | None = None,
+    *,
+    batch: int = 1,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    depth: int = 1,
+    timed: TimeSettings | None = None,
+) -> Report:
     """Walk a model at ``size`` (default: the size the book, or ImageNet, uses).
 
     ``name``: a registry name, ``torchvision:NAME``, ``timm:NAME``, ``file.py:Net`` or
-    ``package.module:factory`` (see cnnshape.sources). Channels and classes default to the
-    model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``timed`` also runs
+    ``package.module:factory`` (see cnnshape.inspect.sources). Channels and classes default to
+    the model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``timed`` also runs
     the model for real and fills ``report.timing`` and each row's measured time.
     """
     _check_positive(batch=batch)
@@ -90,28 +99,41 @@ def show(name: str, size: tuple[int, int] | None = None, *, batch: int = 1,
     report = summary(model, (batch, channels, height, width), depth, name=target.name)
     if timed is not None:
         layers = [row.name for row in report.rows]
-        report.timing, calls = _measure(target, in_channels, num_classes, report.input_shape,
-                                        timed, layers)
+        report.timing, calls = _measure(
+            target, in_channels, num_classes, report.input_shape, timed, layers
+        )
         for row, (layer, measured) in zip(report.rows, calls, strict=True):
             assert row.name == layer, "the timed forward ran other layers than the walk"
             row.time_ms, row.time_iqr_ms = measured.median_ms, measured.spread_ms
     return report
 
 
-def _measure(target: Target, in_channels, num_classes, shape, timed: TimeSettings,
-             layers: list[str] | None = None):
-    """Build the model for real on the chosen device and time it (cnnshape.timing)."""
+def _measure(
+    target: Target,
+    in_channels,
+    num_classes,
+    shape,
+    timed: TimeSettings,
+    layers: list[str] | None = None,
+):
+    """Build the model for real on the chosen device and time it (inspect.timing)."""
     _check_positive(repeats=timed.repeats)
     if timed.warmup < 0:
         raise CnnshapeError(f"--warmup must be at least 0, not {timed.warmup}.")
     device = resolve_device(timed.device)
     model, _ = target.build(in_channels, num_classes, device=device)
-    return time_model(model, tuple(shape), warmup=timed.warmup, repeats=timed.repeats,
-                      layers=layers)
+    return time_model(
+        model, tuple(shape), warmup=timed.warmup, repeats=timed.repeats, layers=layers
+    )
 
 
-def valid_sizes(name: str, *, in_channels: int | None = None, num_classes: int | None = None,
-                up_to: int = DEFAULT_UP_TO) -> SizeScan:
+def valid_sizes(
+    name: str,
+    *,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    up_to: int = DEFAULT_UP_TO,
+) -> SizeScan:
     """Every square size 1..up_to a model accepts, and why it refuses the rest."""
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     return scan_sizes(model, channels, up_to, name=target.name)
@@ -132,8 +154,12 @@ class ModelSummary:
     def figures(self) -> dict[str, int]:
         r = self.report
         assert r is not None
-        return {"params": r.total_params, "macs": r.total_macs, "flops": r.total_flops,
-                "activation_bytes": r.activation_bytes}
+        return {
+            "params": r.total_params,
+            "macs": r.total_macs,
+            "flops": r.total_flops,
+            "activation_bytes": r.activation_bytes,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"model": self.model, "input_shape": self.input_shape}
@@ -151,9 +177,15 @@ class ModelSummary:
         return data
 
 
-def compare(patterns: list[str], size: tuple[int, int] | None = None, *, batch: int = 1,
-            in_channels: int | None = None, num_classes: int | None = None,
-            timed: TimeSettings | None = None) -> list[ModelSummary]:
+def compare(
+    patterns: list[str],
+    size: tuple[int, int] | None = None,
+    *,
+    batch: int = 1,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    timed: TimeSettings | None = None,
+) -> list[ModelSummary]:
     """Summaries of several models (names, 'lenet*' patterns, 'all', references such as
     'torchvision:resnet50'), each relative to the first.
 
@@ -161,8 +193,9 @@ def compare(patterns: list[str], size: tuple[int, int] | None = None, *, batch: 
     ``timed`` also measures each model's whole forward at ``batch`` (images/s).
     """
     _check_positive(batch=batch)
-    summaries = [_summarize(ref, size, batch, in_channels, num_classes, timed)
-                 for ref in _expand(patterns)]
+    summaries = [
+        _summarize(ref, size, batch, in_channels, num_classes, timed) for ref in _expand(patterns)
+    ]
     base = next((s for s in summaries if s.report is not None), None)
     if base is not None:
         for s in summaries:
@@ -203,5 +236,66 @@ def _check_positive(**values: int | None) -> None:
             raise CnnshapeError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
 
 
-__all__ = ["CnnshapeError", "ModelSummary", "Report", "SizeScan", "TimeSettings", "compare",
-           "get_model", "list_models", "scan_sizes", "show", "summary", "valid_sizes"]
+# ---- training ---------------------------------------------------------------------------------
+
+
+def train(
+    settings: TrainSettings,
+    on_event: OnEvent | None = None,
+    *,
+    out: str | None = None,
+    progress_every: float = 0.25,
+) -> run.RunResult:
+    """Train a registered model on Fashion-MNIST as d2l's train_ch6 does (cnnshape.train)."""
+    return _execute(run.plan_fresh(settings, out), on_event, progress_every)
+
+
+def resume(
+    run_dir: str,
+    settings: TrainSettings | None = None,
+    on_event: OnEvent | None = None,
+    *,
+    out: str | None = None,
+    progress_every: float = 0.25,
+) -> run.RunResult:
+    """Continue a run folder from its last finished epoch (settings: see resume_config)."""
+    plan = run.plan_resume(run_dir, settings or TrainSettings(), out=out)
+    return _execute(plan, on_event, progress_every)
+
+
+def evaluate(run_dir: str, settings: TrainSettings | None = None) -> run.EvalResult:
+    """Test accuracy, per class, confusion matrix and BatchNorm parameters of a run."""
+    return run.evaluate_run(run_dir, settings)
+
+
+def _execute(plan: run.Plan, on_event: OnEvent | None, progress_every: float) -> run.RunResult:
+    flops = training_flops(plan.config.model, plan.config.size)
+    return run.execute(plan, flops, on_event, progress_every=progress_every)
+
+
+def training_flops(model: str, size: int) -> int:
+    """Forward FLOPs of one training image, counted by the same walk as `show`; a size the
+    model cannot take fails here, before any data is loaded or file written, with the layer
+    that refuses it and the sizes it accepts."""
+    spec = get_spec(model)
+    _, network, channels = build_for_inspection(spec.name)
+    return summary(network, (1, channels, size, size), name=spec.name).total_flops
+
+
+__all__ = [
+    "CnnshapeError",
+    "ModelSummary",
+    "Report",
+    "SizeScan",
+    "TimeSettings",
+    "compare",
+    "evaluate",
+    "get_model",
+    "list_models",
+    "resume",
+    "scan_sizes",
+    "show",
+    "summary",
+    "train",
+    "valid_sizes",
+]

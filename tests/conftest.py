@@ -1,7 +1,46 @@
+"""Shared by every test: a seeded RNG, the CLI as a user meets it, and the golden-file switch."""
+
+from __future__ import annotations
+
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from cnnshape.cli import app
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite tests/golden/ and the README's examples from the tool's current output "
+        "(then review the diff) instead of comparing against them.",
+    )
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return request.config.getoption("--update-golden")
 
 
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+_runner = CliRunner()
+
+
+def cli(*args: str):
+    """Run `cnnshape ARGS...` in this process; the result has exit_code, stdout, stderr."""
+    return _runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, *fragments: str):
+    """A failure as a user should see it: non-zero exit, `Error:` on stderr, no traceback."""
+    assert result.exit_code != 0, result.stdout
+    assert "Error:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    return result

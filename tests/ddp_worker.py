@@ -20,22 +20,22 @@ from pathlib import Path
 
 import torch
 
-import cnnshape.run
-import cnnshape.train
+import cnnshape.train.loop
+import cnnshape.train.run
 from cnnshape.cli import app
 
 RANK = int(os.environ["RANK"])
 
 
 def dump_final_state(directory: Path) -> None:
-    real_fit = cnnshape.run.fit
+    real_fit = cnnshape.train.run.fit
 
     def fit_then_dump(model, *args, **kwargs):
         history = real_fit(model, *args, **kwargs)
         torch.save(model.state_dict(), directory / f"rank{RANK}.pt")
         return history
 
-    cnnshape.run.fit = fit_then_dump
+    cnnshape.train.run.fit = fit_then_dump
 
 
 def record_writes(directory: Path) -> None:
@@ -71,7 +71,7 @@ def _writes(mode, flags) -> bool:
 
 
 def fail_on_rank_1(how: str) -> None:
-    real_epoch = cnnshape.train._train_epoch
+    real_epoch = cnnshape.train.loop._train_epoch
 
     def failing_epoch(*args, **kwargs):
         if RANK == 1:
@@ -80,7 +80,7 @@ def fail_on_rank_1(how: str) -> None:
             raise RuntimeError("test: rank 1 fails on purpose")
         return real_epoch(*args, **kwargs)
 
-    cnnshape.train._train_epoch = failing_epoch
+    cnnshape.train.loop._train_epoch = failing_epoch
 
 
 if __name__ == "__main__":

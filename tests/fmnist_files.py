@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cnnshape.data import FILES
+from cnnshape.train.data import FILES
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
@@ -33,8 +33,9 @@ def learnable_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.to(torch.uint8)
 
 
-def write_fashion_dir(directory: Path, n_train: int = 600, n_test: int = 200,
-                      gz: bool = True) -> Path:
+def write_fashion_dir(
+    directory: Path, n_train: int = 600, n_test: int = 200, gz: bool = True
+) -> Path:
     """The four files, with the names Fashion-MNIST uses, holding a learnable toy task."""
     directory.mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):

@@ -5,24 +5,8 @@ import io
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from cnnshape.cli import app
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, list(args))
-
-
-def assert_clean_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Error:" in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in result.stderr
-    return result
+from conftest import assert_clean_error
+from conftest import cli as run
 
 
 def test_show_json_is_one_document_with_the_documented_schema():
@@ -38,7 +22,13 @@ def test_show_json_is_one_document_with_the_documented_schema():
     for key in ("total_params", "trainable_params", "total_macs", "total_flops"):
         assert isinstance(doc[key], int)
     assert [layer["output_shape"] for layer in doc["layers"]] == [
-        [1, 64, 24, 24], [1, 192, 12, 12], [1, 480, 6, 6], [1, 832, 3, 3], [1, 1024], [1, 10]]
+        [1, 64, 24, 24],
+        [1, 192, 12, 12],
+        [1, 480, 6, 6],
+        [1, 832, 3, 3],
+        [1, 1024],
+        [1, 10],
+    ]
 
 
 def test_show_depth_uses_qualified_names():
@@ -56,8 +46,9 @@ def test_show_table_states_the_counting_convention():
 
 def test_csv_and_markdown_carry_the_same_rows_as_json():
     doc = json.loads(run("show", "resnet18", "--depth", "2", "-f", "json").stdout)
-    rows = list(csv.DictReader(io.StringIO(run("show", "resnet18", "--depth", "2",
-                                               "-f", "csv").stdout)))
+    rows = list(
+        csv.DictReader(io.StringIO(run("show", "resnet18", "--depth", "2", "-f", "csv").stdout))
+    )
     assert [r["Layer"] for r in rows] == [layer["name"] for layer in doc["layers"]]
     assert [int(r["FLOPs"]) for r in rows] == [layer["flops"] for layer in doc["layers"]]
     markdown = run("show", "resnet18", "--depth", "2", "-f", "markdown").stdout
@@ -66,8 +57,22 @@ def test_csv_and_markdown_carry_the_same_rows_as_json():
 
 
 def test_size_height_by_width_and_batch_and_channels():
-    doc = json.loads(run("show", "resnet18", "--size", "64x32", "--batch", "4",
-                         "--in-channels", "3", "--classes", "5", "-f", "json").stdout)
+    doc = json.loads(
+        run(
+            "show",
+            "resnet18",
+            "--size",
+            "64x32",
+            "--batch",
+            "4",
+            "--in-channels",
+            "3",
+            "--classes",
+            "5",
+            "-f",
+            "json",
+        ).stdout
+    )
     assert doc["input_shape"] == [4, 3, 64, 32]
     assert doc["layers"][-1]["output_shape"] == [4, 5]
 
@@ -87,16 +92,25 @@ def test_bad_sizes(size):
     assert_clean_error(run("show", "lenet", "--size", size))
 
 
-@pytest.mark.parametrize(("option", "value"), [("--batch", "0"), ("--depth", "-1"),
-                                               ("--depth", "0"), ("--in-channels", "0"),
-                                               ("--classes", "0"), ("--batch", "two")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--batch", "0"),
+        ("--depth", "-1"),
+        ("--depth", "0"),
+        ("--in-channels", "0"),
+        ("--classes", "0"),
+        ("--batch", "two"),
+    ],
+)
 def test_bad_numbers(option, value):
     assert_clean_error(run("show", "lenet", option, value), option)
 
 
 def test_a_size_the_network_cannot_take():
-    result = assert_clean_error(run("show", "alexnet", "--size", "96"),
-                                "layer 14 (Linear)", "6400", "256x1x1", "193-224")
+    result = assert_clean_error(
+        run("show", "alexnet", "--size", "96"), "layer 14 (Linear)", "6400", "256x1x1", "193-224"
+    )
     assert "Layers computed before the failure" in result.stderr
     assert result.stdout == ""
 

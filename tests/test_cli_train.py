@@ -3,14 +3,11 @@
 import json
 
 import pytest
+from conftest import cli
 from fmnist_files import write_fashion_dir
-from typer.testing import CliRunner
 
-import cnnshape.cli
-from cnnshape.cli import app
-from cnnshape.run import RunResult
-
-runner = CliRunner()
+from cnnshape import api
+from cnnshape.train.run import RunResult
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +16,19 @@ def fashion_dir(tmp_path_factory):
 
 
 def train(fashion_dir, out, *args):
-    return runner.invoke(app, ["train", "lenet-bn", "--data-dir", str(fashion_dir),
-                               "--out", str(out), "--batch-size", "100", "--device", "cpu",
-                               *args])
+    return cli(
+        "train",
+        "lenet-bn",
+        "--data-dir",
+        fashion_dir,
+        "--out",
+        out,
+        "--batch-size",
+        "100",
+        "--device",
+        "cpu",
+        *args,
+    )
 
 
 def test_train_prints_the_books_final_lines_and_writes_the_run(fashion_dir, tmp_path):
@@ -44,34 +51,40 @@ def test_train_json_then_resume_then_eval(fashion_dir, tmp_path):
     assert [e["epoch"] for e in first["history"]] == [1]
     assert first["config"]["lr"] == 1.0 and first["config"]["size"] == 28
 
-    resumed = runner.invoke(app, ["train", "--resume", str(tmp_path / "run"), "--epochs", "2",
-                                  "-f", "json"])
+    resumed = cli("train", "--resume", str(tmp_path / "run"), "--epochs", "2", "-f", "json")
     assert resumed.exit_code == 0, resumed.stderr
     history = json.loads(resumed.stdout)["history"]
     assert [e["epoch"] for e in history] == [1, 2]
     assert history[0] == first["history"][0]
 
-    evaluated = runner.invoke(app, ["eval", str(tmp_path / "run"), "--bn", "-f", "json"])
+    evaluated = cli("eval", str(tmp_path / "run"), "--bn", "-f", "json")
     assert evaluated.exit_code == 0, evaluated.stderr
     doc = json.loads(evaluated.stdout)
     assert doc["epoch"] == 2
     assert doc["test_acc"] == pytest.approx(history[1]["test_acc"])
     assert [c["name"] for c in doc["per_class"]][:2] == ["T-shirt/top", "Trouser"]
     assert sum(map(sum, doc["confusion"])) == 100
-    assert [layer["type"] for layer in doc["batch_norm"]] == ["BatchNorm2d", "BatchNorm2d",
-                                                              "BatchNorm1d", "BatchNorm1d"]
-    table = runner.invoke(app, ["eval", str(tmp_path / "run"), "--bn"]).stdout
+    assert [layer["type"] for layer in doc["batch_norm"]] == [
+        "BatchNorm2d",
+        "BatchNorm2d",
+        "BatchNorm1d",
+        "BatchNorm1d",
+    ]
+    table = cli("eval", str(tmp_path / "run"), "--bn").stdout
     assert "Confusion matrix" in table and "gamma" in table and "Ankle boot" in table
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--lr", "-1"], "--lr must be a positive number"),
-    (["--batch-size", "0"], "--batch-size must be at least 1"),
-    (["--size", "8"], "cannot take a 1x1x8x8 input"),
-    (["--precision", "fp8"], "--precision must be one of"),
-    (["--device", "tpu"], "Unknown device"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--lr", "-1"], "--lr must be a positive number"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--size", "8"], "cannot take a 1x1x8x8 input"),
+        (["--precision", "fp8"], "--precision must be one of"),
+        (["--device", "tpu"], "Unknown device"),
+    ],
+)
 def test_bad_training_options(fashion_dir, tmp_path, args, message):
     result = train(fashion_dir, tmp_path / "run", *args)
     assert result.exit_code == 1
@@ -79,46 +92,73 @@ def test_bad_training_options(fashion_dir, tmp_path, args, message):
 
 
 def test_missing_data_names_the_four_files(tmp_path):
-    result = runner.invoke(app, ["train", "lenet", "--data-dir", str(tmp_path / "nothing")])
+    result = cli("train", "lenet", "--data-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 1
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         assert name in result.stderr
 
 
-def test_resume_refuses_settings_it_cannot_change(tmp_path):
-    result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--lr", "0.5"])
-    assert result.exit_code == 1
-    assert "--lr cannot change" in result.stderr
+def test_resume_takes_settings_that_agree_and_refuses_those_that_differ(fashion_dir, tmp_path):
+    assert train(fashion_dir, tmp_path / "run", "--epochs", "1").exit_code == 0
+    # The user's own command again, with --resume added and a longer run: accepted.
+    again = train(fashion_dir, tmp_path / "run", "--epochs", "2", "--resume", tmp_path / "run")
+    assert again.exit_code == 0, again.stderr
+    assert "resuming after epoch 1" in again.stderr
+    differs = cli("train", "--resume", tmp_path / "run", "--epochs", "3", "--lr", "0.5")
+    assert differs.exit_code == 1
+    assert "--lr cannot change when resuming: the run has 1.0, not 0.5" in differs.stderr
+    other = cli("train", "resnet18", "--resume", tmp_path / "run", "--epochs", "3")
+    assert "MODEL cannot change when resuming: the run has 'lenet-bn', not 'resnet18'" in (
+        other.stderr
+    )
 
 
 def test_train_needs_a_model_or_resume():
-    result = runner.invoke(app, ["train"])
+    result = cli("train")
     assert result.exit_code == 1 and "Which model?" in result.stderr
 
 
 def test_eval_of_a_missing_run(tmp_path):
-    result = runner.invoke(app, ["eval", str(tmp_path)])
+    result = cli("eval", str(tmp_path))
     assert result.exit_code == 1 and "No checkpoint" in result.stderr
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(monkeypatch, tmp_path):
     # The engine's own tests deliver a real SIGINT; here: what the CLI does with the outcome.
-    def interrupted_run(cfg, on_event):
-        return RunResult(tmp_path, cfg.resolve(), history=[object()], interrupted=True,
-                         examples_per_sec=0.0)
+    def interrupted_run(settings, on_event, out):
+        return RunResult(
+            tmp_path, settings.resolve(), history=[object()], interrupted=True, examples_per_sec=0.0
+        )
 
-    monkeypatch.setattr(cnnshape.cli, "train_run", interrupted_run)
-    result = runner.invoke(app, ["train", "lenet", "--dataset", "synthetic"])
+    monkeypatch.setattr(api, "train", interrupted_run)
+    result = cli("train", "lenet", "--dataset", "synthetic")
     assert result.exit_code == 130
     assert f"cnnshape train --resume {tmp_path}" in result.stderr
 
 
 def test_a_run_that_ends_at_chance_level_says_so(tmp_path):
     # Random labels cannot be learned: the final train accuracy stays near 1/10.
-    result = runner.invoke(app, ["train", "lenet", "--dataset", "synthetic", "--epochs", "1",
-                                 "--train-limit", "1000", "--test-limit", "100",
-                                 "--out", str(tmp_path / "run"), "--device", "cpu"])
+    result = cli(
+        "train",
+        "lenet",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "1000",
+        "--test-limit",
+        "100",
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.stderr
     assert "Warning: the final train accuracy" in result.stderr
     assert "chance level" in result.stderr

@@ -10,8 +10,8 @@ from fmnist_files import idx_bytes, learnable_split, write_fashion_dir, write_id
 from PIL import Image
 from torchvision import transforms
 
-from cnnshape import data
 from cnnshape.errors import CnnshapeError
+from cnnshape.train import data
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -38,14 +38,17 @@ def test_gzip_detected_by_content_not_name(tmp_path):
     assert torch.equal(data.read_idx(path, ndim=3), images)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda raw: raw[:-5], "truncated"),
-    (lambda raw: raw + b"\0", "longer than its header says"),
-    (lambda raw: b"\x00\x00\x09\x03" + raw[4:], "magic number"),
-    (lambda raw: raw[:3] + b"\x02" + raw[4:], "dimensions"),
-    (lambda raw: raw[:10], "ends inside its header"),
-    (lambda raw: b"", "magic number"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda raw: raw[:-5], "truncated"),
+        (lambda raw: raw + b"\0", "longer than its header says"),
+        (lambda raw: b"\x00\x00\x09\x03" + raw[4:], "magic number"),
+        (lambda raw: raw[:3] + b"\x02" + raw[4:], "dimensions"),
+        (lambda raw: raw[:10], "ends inside its header"),
+        (lambda raw: b"", "magic number"),
+    ],
+)
 def test_damaged_idx_file_names_the_file(tmp_path, damage, message):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(damage(idx_bytes(torch.zeros(4, 28, 28, dtype=torch.uint8))))
@@ -72,8 +75,9 @@ def test_labels_must_match_images(tmp_path):
 
 def test_images_must_be_28x28(tmp_path):
     write_fashion_dir(tmp_path, n_train=4, n_test=4, gz=False)
-    write_idx(tmp_path / "t10k-images-idx3-ubyte", torch.zeros(4, 32, 32, dtype=torch.uint8),
-              gz=False)
+    write_idx(
+        tmp_path / "t10k-images-idx3-ubyte", torch.zeros(4, 32, 32, dtype=torch.uint8), gz=False
+    )
     with pytest.raises(CnnshapeError, match="not 28x28"):
         data.fashion_mnist(tmp_path)
 
@@ -130,6 +134,7 @@ def test_unknown_dataset_is_refused():
 
 
 # ---- batches ----------------------------------------------------------------------------------
+
 
 def _split(n: int) -> data.Split:
     images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1).expand(n, 28, 28).contiguous()

@@ -17,8 +17,10 @@ import pytest
 import torch
 from fmnist_files import write_fashion_dir
 
-from cnnshape import checkpoint, run
-from cnnshape.data import Split, batches
+from cnnshape import api
+from cnnshape.train import checkpoint
+from cnnshape.train.config import TrainSettings
+from cnnshape.train.data import Split, batches
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TIMEOUT = 120
@@ -36,10 +38,24 @@ def fashion_dir(tmp_path_factory):
 
 def torchrun(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cwd.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", str(WORKER), "train", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
-                          env={**os.environ, **(env or {})})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(WORKER),
+        "train",
+        *args,
+    ]
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +63,20 @@ def two_ranks(fashion_dir, tmp_path_factory):
     """A 2-epoch run on two ranks; each rank dumps its final state and the files it wrote."""
     root = tmp_path_factory.mktemp("ddp")
     (root / "dump").mkdir()
-    result = torchrun(root / "work", "lenet", "--data-dir", str(fashion_dir), "--out", "run",
-                      "--epochs", "2", "-f", "json", *SETTINGS,
-                      env={"CNNSHAPE_TEST_DUMP": str(root / "dump")})
+    result = torchrun(
+        root / "work",
+        "lenet",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        "run",
+        "--epochs",
+        "2",
+        "-f",
+        "json",
+        *SETTINGS,
+        env={"CNNSHAPE_TEST_DUMP": str(root / "dump")},
+    )
     assert result.returncode == 0, result.stderr
     return root, result
 
@@ -60,9 +87,10 @@ def test_ranks_agree_with_each_other_and_with_one_process(two_ranks, fashion_dir
     rank1 = torch.load(root / "dump" / "rank1.pt")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
-    single = run.train_run(run.make_config("lenet", epochs=2, batch_size=63, device="cpu",
-                                           seed=3, data_dir=str(fashion_dir),
-                                           out=str(tmp_path / "one")))
+    settings = TrainSettings(
+        "lenet", epochs=2, batch_size=63, device="cpu", seed=3, data_dir=str(fashion_dir)
+    )
+    single = api.train(settings, out=str(tmp_path / "one"))
     saved = checkpoint.load(root / "work" / "run")["model"]
     expected = checkpoint.load(tmp_path / "one")["model"]
     assert saved.keys() == expected.keys()  # the bare model's names, no "module." prefix
@@ -81,8 +109,9 @@ def test_only_rank_0_prints_and_writes(two_ranks):
     root, result = two_ranks
     assert {p.name for p in (root / "work" / "run").iterdir()} == RUN_FILES
     assert {p.name for p in (root / "work").iterdir()} == {"run"}
-    written = {rank: json.loads((root / "dump" / f"rank{rank}-writes.json").read_text())
-               for rank in (0, 1)}
+    written = {
+        rank: json.loads((root / "dump" / f"rank{rank}-writes.json").read_text()) for rank in (0, 1)
+    }
     assert "run/checkpoint.pt" in written[0] and written[1] == []
     assert len(json.loads(result.stdout)["history"]) == 2  # one JSON document: rank 0's
     assert result.stderr.count("epoch  train loss") == 1
@@ -92,8 +121,18 @@ def test_only_rank_0_prints_and_writes(two_ranks):
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_ends_the_run_non_zero_without_hanging(fashion_dir, tmp_path, how):
     started = time.monotonic()
-    result = torchrun(tmp_path, "lenet", "--data-dir", str(fashion_dir), "--out", "run",
-                      "--epochs", "2", *SETTINGS, env={"CNNSHAPE_TEST_FAIL": how})
+    result = torchrun(
+        tmp_path,
+        "lenet",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        "run",
+        "--epochs",
+        "2",
+        *SETTINGS,
+        env={"CNNSHAPE_TEST_FAIL": how},
+    )
     assert result.returncode != 0
     assert time.monotonic() - started < 60
     if how == "raise":
@@ -103,8 +142,17 @@ def test_a_failing_rank_ends_the_run_non_zero_without_hanging(fashion_dir, tmp_p
 
 
 def test_a_distributed_resume_repeats_the_uninterrupted_run(two_ranks, fashion_dir, tmp_path):
-    first = torchrun(tmp_path, "lenet", "--data-dir", str(fashion_dir), "--out", "run",
-                     "--epochs", "1", *SETTINGS)
+    first = torchrun(
+        tmp_path,
+        "lenet",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        "run",
+        "--epochs",
+        "1",
+        *SETTINGS,
+    )
     assert first.returncode == 0, first.stderr
     resumed = torchrun(tmp_path, "--resume", "run", "--epochs", "2", "-f", "json")
     assert resumed.returncode == 0, resumed.stderr
@@ -112,8 +160,9 @@ def test_a_distributed_resume_repeats_the_uninterrupted_run(two_ranks, fashion_d
     whole = checkpoint.load(two_ranks[0] / "work" / "run")
     state = checkpoint.load(tmp_path / "run")
     metrics = ("epoch", "train_loss", "train_acc", "test_acc")
-    assert [[row[k] for k in metrics] for row in state["history"]] == \
-        [[row[k] for k in metrics] for row in whole["history"]]
+    assert [[row[k] for k in metrics] for row in state["history"]] == [
+        [row[k] for k in metrics] for row in whole["history"]
+    ]
     assert all(torch.equal(state["model"][k], whole["model"][k]) for k in whole["model"])
 
 
@@ -122,8 +171,10 @@ def test_each_rank_takes_its_share_of_every_global_batch_once():
     split = Split(torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n))
     whole = [y.tolist() for _, y in batches(split, 5, 28, shuffle_seed=7)]
     for world in (2, 3, 7):
-        parts = [[y.tolist() for _, y in batches(split, 5, 28, shuffle_seed=7, part=(r, world))]
-                 for r in range(world)]
+        parts = [
+            [y.tolist() for _, y in batches(split, 5, 28, shuffle_seed=7, part=(r, world))]
+            for r in range(world)
+        ]
         for i, batch in enumerate(whole):
             assert sum((part[i] for part in parts), []) == batch  # rank order rebuilds it
             sizes = [len(part[i]) for part in parts]
@@ -131,8 +182,16 @@ def test_each_rank_takes_its_share_of_every_global_batch_once():
 
 
 def test_sync_bn_refuses_the_from_scratch_batchnorm_once(fashion_dir, tmp_path):
-    result = torchrun(tmp_path, "lenet-bn-scratch", "--data-dir", str(fashion_dir), "--out",
-                      "run", "--sync-bn", *SETTINGS)
+    result = torchrun(
+        tmp_path,
+        "lenet-bn-scratch",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        "run",
+        "--sync-bn",
+        *SETTINGS,
+    )
     assert result.returncode != 0
     assert result.stderr.count("--sync-bn cannot convert lenet-bn-scratch") == 1  # rank 0 only
     assert not (tmp_path / "run").exists()  # refused before anything was written

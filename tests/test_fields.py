@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import cli
 from torch import nn
-from typer.testing import CliRunner
 
 import cnnshape
-from cnnshape.cli import app
 
 
 def conv(k, s=1, d=1, c=2):
@@ -22,17 +21,23 @@ def field(model, size=(32, 32)):
     return report.receptive_field, report.jump
 
 
-@pytest.mark.parametrize(("layers", "rf", "jump"), [
-    ([conv(3), conv(3)], [5, 5], [1, 1]),
-    ([conv(3, s=2), conv(3)], [7, 7], [2, 2]),
-    ([conv((1, 7)), conv((7, 1))], [7, 7], [1, 1]),
-    ([conv((1, 7))], [1, 7], [1, 1]),  # height and width apart
-    ([conv(3, d=2)], [5, 5], [1, 1]),
-    ([nn.MaxPool2d(2), conv(3)], [6, 6], [2, 2]),
-    ([nn.AvgPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, stride=1, dilation=2)],
-     [11, 11], [2, 2]),
-    ([conv(7, s=2), nn.MaxPool2d(3, 2)], [11, 11], [4, 4]),  # a ResNet stem
-])
+@pytest.mark.parametrize(
+    ("layers", "rf", "jump"),
+    [
+        ([conv(3), conv(3)], [5, 5], [1, 1]),
+        ([conv(3, s=2), conv(3)], [7, 7], [2, 2]),
+        ([conv((1, 7)), conv((7, 1))], [7, 7], [1, 1]),
+        ([conv((1, 7))], [1, 7], [1, 1]),  # height and width apart
+        ([conv(3, d=2)], [5, 5], [1, 1]),
+        ([nn.MaxPool2d(2), conv(3)], [6, 6], [2, 2]),
+        (
+            [nn.AvgPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, stride=1, dilation=2)],
+            [11, 11],
+            [2, 2],
+        ),
+        ([conv(7, s=2), nn.MaxPool2d(3, 2)], [11, 11], [4, 4]),  # a ResNet stem
+    ],
+)
 def test_stacks_computed_by_hand(layers, rf, jump):
     assert field(nn.Sequential(*layers)) == (rf, jump)
 
@@ -71,7 +76,11 @@ def test_rows_carry_each_layers_field_and_flatten_ends_it():
         model = nn.Sequential(conv(3), conv(3, s=2), nn.Flatten(), nn.Linear(2 * 7 * 7, 3))
     rows = cnnshape.summary(model, (1, 2, 18, 18)).rows
     assert [(r.receptive_field, r.jump) for r in rows] == [
-        ([3, 3], [1, 1]), ([5, 5], [2, 2]), (None, None), (None, None)]
+        ([3, 3], [1, 1]),
+        ([5, 5], [2, 2]),
+        (None, None),
+        (None, None),
+    ]
 
 
 def test_global_pooling_spans_the_whole_input_but_is_not_the_models_field():
@@ -103,8 +112,7 @@ def test_squeeze_excitation_widens_the_field_not_the_jump():
     assert field(SqueezeExcite(), (10, 10)) == ([10, 10], [1, 1])
 
 
-@pytest.mark.parametrize(("name", "rf"), [("alexnet", 195), ("vgg16", 212),
-                                          ("resnet50", 427)])
+@pytest.mark.parametrize(("name", "rf"), [("alexnet", 195), ("vgg16", 212), ("resnet50", 427)])
 def test_published_fields_of_torchvision_models(name, rf):
     # Published for the last convolution or pooling layer of the features, as cnnshape's.
     report = cnnshape.show(f"torchvision:{name}")
@@ -112,15 +120,20 @@ def test_published_fields_of_torchvision_models(name, rf):
 
 
 def test_cli_rf_columns_and_json():
-    runner = CliRunner()
-    plain = json.loads(runner.invoke(app, ["show", "lenet", "-f", "json"]).stdout)
+    plain = json.loads(cli("show", "lenet", "-f", "json").stdout)
     assert "receptive_field" not in plain and "receptive_field" not in plain["layers"][0]
-    doc = json.loads(runner.invoke(app, ["show", "lenet", "--rf", "-f", "json"]).stdout)
+    doc = json.loads(cli("show", "lenet", "--rf", "-f", "json").stdout)
     # LeNet: 5x5 conv, 2x2 pool, 5x5 conv, 2x2 pool: 5, 6, 14, 16.
     assert [layer["receptive_field"] for layer in doc["layers"][:6]] == [
-        [5, 5], [5, 5], [6, 6], [14, 14], [14, 14], [16, 16]]
+        [5, 5],
+        [5, 5],
+        [6, 6],
+        [14, 14],
+        [14, 14],
+        [16, 16],
+    ]
     assert doc["receptive_field"] == [16, 16] and doc["jump"] == [4, 4]
-    table = runner.invoke(app, ["show", "lenet", "--rf"]).stdout
+    table = cli("show", "lenet", "--rf").stdout
     assert "16x16" in table and "Jump" in table
-    compared = json.loads(runner.invoke(app, ["compare", "lenet", "alexnet", "-f", "json"]).stdout)
+    compared = json.loads(cli("compare", "lenet", "alexnet", "-f", "json").stdout)
     assert [m["receptive_field"] for m in compared["models"]] == [[16, 16], [195, 195]]

@@ -2,6 +2,8 @@
 sum(p.numel()), torch.utils.flop_counter.FlopCounterMode, torchinfo, and the shapes the book prints.
 """
 
+import importlib
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -14,8 +16,18 @@ NAMES = [s.name for s in SPECS]
 
 
 def test_the_chapters_networks_are_all_registered():
-    assert NAMES == ["lenet", "alexnet", "vgg", "vgg-small", "nin", "googlenet",
-                     "lenet-bn-scratch", "lenet-bn", "resnet18", "densenet"]
+    assert NAMES == [
+        "lenet",
+        "alexnet",
+        "vgg",
+        "vgg-small",
+        "nin",
+        "googlenet",
+        "lenet-bn-scratch",
+        "lenet-bn",
+        "resnet18",
+        "densenet",
+    ]
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -45,8 +57,9 @@ def test_total_flops_equal_flop_counter_mode_on_a_real_forward(built):
 def test_params_agree_with_torchinfo(built):
     torchinfo = pytest.importorskip("torchinfo")
     spec, model, report = built
-    stats = torchinfo.summary(model, input_size=(1, 1, spec.size, spec.size), verbose=0,
-                              device="cpu")
+    stats = torchinfo.summary(
+        model, input_size=(1, 1, spec.size, spec.size), verbose=0, device="cpu"
+    )
     assert report.total_params == stats.total_params
 
 
@@ -54,8 +67,9 @@ def test_a_container_row_is_the_sum_of_its_children(built):
     _, _, report = built
     rows = report.rows
     for row in rows:
-        children = [r for r in rows if r.depth == row.depth + 1
-                    and r.name.rsplit(".", 1)[0] == row.name]
+        children = [
+            r for r in rows if r.depth == row.depth + 1 and r.name.rsplit(".", 1)[0] == row.name
+        ]
         if children:
             assert row.params == sum(c.params for c in children), row.name
             assert row.flops == sum(c.flops for c in children), row.name
@@ -84,21 +98,74 @@ def test_real_output_shape_matches(built):
 
 # The shapes the seed prints (d2l chapter 7), row by row at depth 1.
 SEED_SHAPES = {
-    ("alexnet", 224): [[1, 96, 54, 54], [1, 96, 54, 54], [1, 96, 26, 26], [1, 256, 26, 26],
-                       [1, 256, 26, 26], [1, 256, 12, 12], [1, 384, 12, 12], [1, 384, 12, 12],
-                       [1, 384, 12, 12], [1, 384, 12, 12], [1, 256, 12, 12], [1, 256, 12, 12],
-                       [1, 256, 5, 5], [1, 6400], [1, 4096], [1, 4096], [1, 4096], [1, 4096],
-                       [1, 4096], [1, 4096], [1, 10]],
-    ("vgg", 224): [[1, 64, 112, 112], [1, 128, 56, 56], [1, 256, 28, 28], [1, 512, 14, 14],
-                   [1, 512, 7, 7], [1, 25088], [1, 4096], [1, 4096], [1, 4096], [1, 4096],
-                   [1, 4096], [1, 4096], [1, 10]],
-    ("nin", 224): [[1, 96, 54, 54], [1, 96, 26, 26], [1, 256, 26, 26], [1, 256, 12, 12],
-                   [1, 384, 12, 12], [1, 384, 5, 5], [1, 384, 5, 5], [1, 10, 5, 5],
-                   [1, 10, 1, 1], [1, 10]],
-    ("googlenet", 96): [[1, 64, 24, 24], [1, 192, 12, 12], [1, 480, 6, 6], [1, 832, 3, 3],
-                        [1, 1024], [1, 10]],
-    ("resnet18", 224): [[1, 64, 56, 56], [1, 64, 56, 56], [1, 128, 28, 28], [1, 256, 14, 14],
-                        [1, 512, 7, 7], [1, 512, 1, 1], [1, 512], [1, 10]],
+    ("alexnet", 224): [
+        [1, 96, 54, 54],
+        [1, 96, 54, 54],
+        [1, 96, 26, 26],
+        [1, 256, 26, 26],
+        [1, 256, 26, 26],
+        [1, 256, 12, 12],
+        [1, 384, 12, 12],
+        [1, 384, 12, 12],
+        [1, 384, 12, 12],
+        [1, 384, 12, 12],
+        [1, 256, 12, 12],
+        [1, 256, 12, 12],
+        [1, 256, 5, 5],
+        [1, 6400],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 10],
+    ],
+    ("vgg", 224): [
+        [1, 64, 112, 112],
+        [1, 128, 56, 56],
+        [1, 256, 28, 28],
+        [1, 512, 14, 14],
+        [1, 512, 7, 7],
+        [1, 25088],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 4096],
+        [1, 10],
+    ],
+    ("nin", 224): [
+        [1, 96, 54, 54],
+        [1, 96, 26, 26],
+        [1, 256, 26, 26],
+        [1, 256, 12, 12],
+        [1, 384, 12, 12],
+        [1, 384, 5, 5],
+        [1, 384, 5, 5],
+        [1, 10, 5, 5],
+        [1, 10, 1, 1],
+        [1, 10],
+    ],
+    ("googlenet", 96): [
+        [1, 64, 24, 24],
+        [1, 192, 12, 12],
+        [1, 480, 6, 6],
+        [1, 832, 3, 3],
+        [1, 1024],
+        [1, 10],
+    ],
+    ("resnet18", 224): [
+        [1, 64, 56, 56],
+        [1, 64, 56, 56],
+        [1, 128, 28, 28],
+        [1, 256, 14, 14],
+        [1, 512, 7, 7],
+        [1, 512, 1, 1],
+        [1, 512],
+        [1, 10],
+    ],
 }
 
 
@@ -147,10 +214,12 @@ def test_in_channels_and_classes_reach_the_first_and_last_layer(name):
     assert report.total_params == sum(p.numel() for p in model.parameters())
 
 
-def test_count_flops_on_a_real_image_agrees_with_the_walk(built):
-    from cnnshape.walk import count_flops
-
+def test_the_registrys_metadata_is_what_the_builder_builds(built):
+    """`cnnshape list` reads params and MACs from the registry without building anything:
+    they must be the built model's, counted by sum(numel) and FlopCounterMode (above)."""
     spec, model, report = built
-    model.train()
-    assert count_flops(model, (1, 1, spec.size, spec.size)) == report.total_flops
-    assert model.training
+    assert spec.params == sum(p.numel() for p in model.parameters())
+    assert spec.macs == report.total_macs and spec.flops == report.total_flops
+    module, _, function = spec.builder.partition(":")
+    builder = getattr(importlib.import_module(f"cnnshape.models.{module}"), function)
+    assert spec.description == builder.__doc__.strip().splitlines()[0]

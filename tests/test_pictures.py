@@ -5,13 +5,11 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
+from conftest import cli
 
 import cnnshape
-from cnnshape.cli import app
-from cnnshape.plot import COMPARE_SIZE, DPI, plotted_rows, report_figure_size
-
-runner = CliRunner()
+from cnnshape._common import DPI
+from cnnshape.inspect.pictures import COMPARE_SIZE, plotted_rows, report_figure_size
 
 
 def png_size(path):
@@ -26,8 +24,7 @@ def pixels(inches):
 
 def test_show_plot_is_a_png_sized_by_its_rows(tmp_path):
     path = tmp_path / "googlenet.png"
-    result = runner.invoke(app, ["show", "googlenet", "--size", "96", "--depth", "2",
-                                   "--plot", str(path)])
+    result = cli("show", "googlenet", "--size", "96", "--depth", "2", "--plot", str(path))
     assert result.exit_code == 0, result.stderr
     rows = plotted_rows(cnnshape.show("googlenet", (96, 96), depth=2))
     assert len(rows) == 22
@@ -44,21 +41,24 @@ def test_plotted_rows_add_up_to_the_totals():
 
 def test_compare_plot_is_a_png(tmp_path):
     path = tmp_path / "compare.png"
-    result = runner.invoke(app, ["compare", "lenet", "alexnet", "torchvision:resnet18",
-                                   "--size", "224", "--plot", str(path)])
+    result = cli(
+        "compare", "lenet", "alexnet", "torchvision:resnet18", "--size", "224", "--plot", str(path)
+    )
     assert result.exit_code == 0, result.stderr
     assert png_size(path) == pixels(COMPARE_SIZE)
 
 
 def test_unwritable_picture_is_a_clean_error(tmp_path):
-    result = runner.invoke(app, ["show", "lenet", "--plot", str(tmp_path / "no" / "x.png")])
+    result = cli("show", "lenet", "--plot", str(tmp_path / "no" / "x.png"))
     assert result.exit_code == 1 and "Error: Cannot write the picture" in result.stderr
     assert "Hint:" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.tmp"))
 
 
 def test_show_without_plot_does_not_import_matplotlib():
-    code = ("import sys; from typer.testing import CliRunner; from cnnshape.cli import app; "
-            "assert CliRunner().invoke(app, ['show', 'lenet']).exit_code == 0; "
-            "assert 'matplotlib' not in sys.modules")
+    code = (
+        "import sys; from typer.testing import CliRunner; from cnnshape.cli import app; "
+        "assert CliRunner().invoke(app, ['show', 'lenet']).exit_code == 0; "
+        "assert 'matplotlib' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,10 +12,14 @@ import pytest
 import torch
 from fmnist_files import write_fashion_dir
 
-from cnnshape import checkpoint, run
-from cnnshape.data import CLASSES
+from cnnshape import api
+from cnnshape._common import atomic_write
 from cnnshape.errors import CnnshapeError
-from cnnshape.train import BatchProgress, EpochStats, NonFiniteLossError, RunStart
+from cnnshape.train import checkpoint, run
+from cnnshape.train.config import TrainSettings
+from cnnshape.train.data import CLASSES
+from cnnshape.train.events import BatchProgress, EpochStats, RunStart
+from cnnshape.train.loop import NonFiniteLossError
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +27,19 @@ def fashion_dir(tmp_path_factory):
     return write_fashion_dir(tmp_path_factory.mktemp("fashion"), n_train=500, n_test=100)
 
 
-def config(fashion_dir, out, **settings):
-    settings = {"model": "lenet-bn", "epochs": 2, "batch_size": 100, "device": "cpu",
-                "data_dir": str(fashion_dir), "out": out and str(out), **settings}
-    return run.make_config(settings.pop("model"), **settings)
+def train(fashion_dir, out, on_event=None, *, progress_every=0.25, **settings):
+    """A short lenet-bn run on the tiny IDX files, into ``out``."""
+    settings = {
+        "model": "lenet-bn",
+        "epochs": 2,
+        "batch_size": 100,
+        "device": "cpu",
+        "data_dir": str(fashion_dir),
+        **settings,
+    }
+    return api.train(
+        TrainSettings(**settings), on_event, out=out and str(out), progress_every=progress_every
+    )
 
 
 def leftovers(run_dir):
@@ -35,7 +48,7 @@ def leftovers(run_dir):
 
 def test_a_run_writes_config_metrics_curves_and_checkpoint(fashion_dir, tmp_path):
     events = []
-    result = run.train_run(config(fashion_dir, tmp_path / "r"), events.append)
+    result = train(fashion_dir, tmp_path / "r", events.append)
     run_dir = tmp_path / "r"
     assert result.run_dir == run_dir and not result.interrupted and len(result.history) == 2
     assert events[0].run_dir == str(run_dir) and isinstance(events[0], RunStart)
@@ -59,40 +72,41 @@ def test_a_run_writes_config_metrics_curves_and_checkpoint(fashion_dir, tmp_path
 
 def test_default_run_dir_is_runs_model_timestamp(fashion_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = config(fashion_dir, None, epochs=1, train_limit=100, test_limit=50)
-    first, second = run.train_run(cfg), run.train_run(cfg)  # likely within the same second
+    settings = {"epochs": 1, "train_limit": 100, "test_limit": 50}
+    first = train(fashion_dir, None, **settings)
+    second = train(fashion_dir, None, **settings)  # likely within the same second
     assert first.run_dir.parent == second.run_dir.parent == Path("runs")
     assert first.run_dir.name.startswith("lenet-bn-20") and first.run_dir != second.run_dir
     assert (tmp_path / second.run_dir / "checkpoint.pt").is_file()
 
 
 def test_an_existing_run_is_not_overwritten(fashion_dir, tmp_path):
-    cfg = config(fashion_dir, tmp_path / "r", epochs=1, train_limit=100)
-    run.train_run(cfg)
+    train(fashion_dir, tmp_path / "r", epochs=1, train_limit=100)
     with pytest.raises(CnnshapeError, match="already holds a run") as err:
-        run.train_run(cfg)
+        train(fashion_dir, tmp_path / "r", epochs=1, train_limit=100)
     assert "--resume" in err.value.hint
 
 
 def test_a_size_the_model_cannot_take_fails_before_any_work(fashion_dir, tmp_path):
     with pytest.raises(CnnshapeError, match="cannot take a 1x1x8x8 input: layer 4 ") as err:
-        run.train_run(config(fashion_dir, tmp_path / "r", size=8))
+        train(fashion_dir, tmp_path / "r", size=8)
     assert "accepts square inputs of size 28-31" in err.value.hint
     assert not (tmp_path / "r").exists()
 
 
 # ---- Ctrl-C and resume --------------------------------------------------------------------------
 
+
 def interrupt_in_epoch(epoch):
     def on_event(event):
         if isinstance(event, BatchProgress) and event.epoch == epoch and event.batch == 2:
             signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, delivered mid-epoch
+
     return on_event
 
 
 def test_ctrl_c_mid_epoch_keeps_the_last_finished_epoch(fashion_dir, tmp_path):
-    result = run.train_run(config(fashion_dir, tmp_path / "r", epochs=3), interrupt_in_epoch(2),
-                           progress_every=0)
+    result = train(fashion_dir, tmp_path / "r", interrupt_in_epoch(2), progress_every=0, epochs=3)
     assert result.interrupted and [s.epoch for s in result.history] == [1]
     state = checkpoint.load(tmp_path / "r")
     assert state["epoch"] == 1
@@ -100,8 +114,7 @@ def test_ctrl_c_mid_epoch_keeps_the_last_finished_epoch(fashion_dir, tmp_path):
     assert leftovers(tmp_path / "r") == []
 
 
-def test_ctrl_c_while_saving_waits_until_all_files_are_written(fashion_dir, tmp_path,
-                                                               monkeypatch):
+def test_ctrl_c_while_saving_waits_until_all_files_are_written(fashion_dir, tmp_path, monkeypatch):
     plot = run.plot_history
 
     def plot_then_ctrl_c(*args, **kwargs):  # Ctrl-C between curves.png and checkpoint.pt
@@ -109,19 +122,18 @@ def test_ctrl_c_while_saving_waits_until_all_files_are_written(fashion_dir, tmp_
         signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(run, "plot_history", plot_then_ctrl_c)
-    result = run.train_run(config(fashion_dir, tmp_path / "r", epochs=3))
+    result = train(fashion_dir, tmp_path / "r", epochs=3)
     assert result.interrupted and len(result.history) == 1
     assert checkpoint.load(tmp_path / "r")["epoch"] == 1  # written although Ctrl-C came first
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_repeats_an_uninterrupted_run_exactly(fashion_dir, tmp_path):
-    whole = run.train_run(config(fashion_dir, tmp_path / "whole", epochs=3))
-    cut = run.train_run(config(fashion_dir, tmp_path / "cut", epochs=3), interrupt_in_epoch(2),
-                        progress_every=0)
+    whole = train(fashion_dir, tmp_path / "whole", epochs=3)
+    cut = train(fashion_dir, tmp_path / "cut", interrupt_in_epoch(2), progress_every=0, epochs=3)
     assert cut.interrupted
     events = []
-    resumed = run.resume_run(tmp_path / "cut", events.append)
+    resumed = api.resume(tmp_path / "cut", on_event=events.append)
     assert events[0].start_epoch == 1 and not resumed.interrupted
     key = [(s.epoch, s.train_loss, s.train_acc, s.test_acc) for s in whole.history]
     assert [(s.epoch, s.train_loss, s.train_acc, s.test_acc) for s in resumed.history] == key
@@ -131,15 +143,16 @@ def test_resume_repeats_an_uninterrupted_run_exactly(fashion_dir, tmp_path):
 
 
 def test_resume_of_a_finished_run_asks_for_more_epochs(fashion_dir, tmp_path):
-    run.train_run(config(fashion_dir, tmp_path / "r", epochs=1, train_limit=100))
+    train(fashion_dir, tmp_path / "r", epochs=1, train_limit=100)
     with pytest.raises(CnnshapeError, match="already finished") as err:
-        run.resume_run(tmp_path / "r")
+        api.resume(tmp_path / "r")
     assert "--epochs" in err.value.hint
-    longer = run.resume_run(tmp_path / "r", epochs=2)
+    longer = api.resume(tmp_path / "r", TrainSettings(epochs=2))
     assert [s.epoch for s in longer.history] == [1, 2] and longer.config.epochs == 2
 
 
 # ---- divergence ---------------------------------------------------------------------------------
+
 
 def test_divergence_keeps_the_last_good_checkpoint(fashion_dir, tmp_path, monkeypatch):
     real_fit = run.fit
@@ -150,11 +163,12 @@ def test_divergence_keeps_the_last_good_checkpoint(fashion_dir, tmp_path, monkey
             if isinstance(event, EpochStats):  # after epoch 1 is saved, the weights blow up
                 with torch.no_grad():
                     model[0].weight.fill_(float("inf"))
+
         return real_fit(model, args[0], args[1], on_event, **kwargs)
 
     monkeypatch.setattr(run, "fit", fit_that_diverges_in_epoch_2)
     with pytest.raises(NonFiniteLossError) as err:
-        run.train_run(config(fashion_dir, tmp_path / "r", epochs=3))
+        train(fashion_dir, tmp_path / "r", epochs=3)
     assert err.value.epoch == 2 and err.value.last_epoch == 1
     assert str(tmp_path / "r") in err.value.hint
     state = checkpoint.load(tmp_path / "r")
@@ -163,6 +177,7 @@ def test_divergence_keeps_the_last_good_checkpoint(fashion_dir, tmp_path, monkey
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
+
 
 class _Payload:
     """Unpickling this would create a file: the proof that code ran."""
@@ -176,16 +191,19 @@ class _Payload:
 
 def test_a_checkpoint_with_a_pickled_object_is_refused_and_runs_nothing(tmp_path):
     proof = tmp_path / "code-ran"
-    torch.save({"format": checkpoint.FORMAT, "model": {}, "payload": _Payload(str(proof))},
-               tmp_path / "evil.pt")
+    torch.save(
+        {"format": checkpoint.FORMAT, "model": {}, "payload": _Payload(str(proof))},
+        tmp_path / "evil.pt",
+    )
     with pytest.raises(CnnshapeError, match="Refusing to load") as err:
         checkpoint.load(tmp_path / "evil.pt")
     assert "weights_only" in err.value.hint
     assert not proof.exists()
 
 
-@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"",
-                                    lambda raw: os.urandom(300)])
+@pytest.mark.parametrize(
+    "damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"", lambda raw: os.urandom(300)]
+)
 def test_damaged_checkpoints_are_clear_errors(tmp_path, damage):
     path = tmp_path / "checkpoint.pt"
     torch.save({"x": torch.ones(100)}, path)
@@ -211,18 +229,21 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.atomic_write(target, half_then_fail)
+        atomic_write(target, half_then_fail)
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model, bn_type", [("lenet-bn-scratch", "BatchNorm"),
-                                            ("lenet-bn", "BatchNorm2d")])
-def test_evaluate_run_reports_accuracy_classes_confusion_and_batchnorm(fashion_dir, tmp_path,
-                                                                       model, bn_type):
-    trained = run.train_run(config(fashion_dir, tmp_path / "r", model=model, epochs=1))
-    result = run.evaluate_run(tmp_path / "r", device="cpu")
+
+@pytest.mark.parametrize(
+    "model, bn_type", [("lenet-bn-scratch", "BatchNorm"), ("lenet-bn", "BatchNorm2d")]
+)
+def test_evaluate_run_reports_accuracy_classes_confusion_and_batchnorm(
+    fashion_dir, tmp_path, model, bn_type
+):
+    trained = train(fashion_dir, tmp_path / "r", model=model, epochs=1)
+    result = api.evaluate(tmp_path / "r", TrainSettings(device="cpu"))
     assert result.test_acc == trained.history[-1].test_acc  # same model, same data, same math
     assert sum(map(sum, result.confusion)) == 100 and result.epoch == 1
     assert [c.name for c in result.per_class] == list(CLASSES)
@@ -235,16 +256,17 @@ def test_evaluate_run_reports_accuracy_classes_confusion_and_batchnorm(fashion_d
 
 
 def test_evaluate_run_on_synthetic_data(tmp_path):
-    cfg = run.make_config("lenet", epochs=1, device="cpu", dataset="synthetic", out=str(tmp_path),
-                          train_limit=200, test_limit=64)
-    run.train_run(cfg)
-    result = run.evaluate_run(tmp_path / "checkpoint.pt", test_limit=64)
+    settings = TrainSettings(
+        "lenet", epochs=1, device="cpu", dataset="synthetic", train_limit=200, test_limit=64
+    )
+    api.train(settings, out=str(tmp_path))
+    result = api.evaluate(tmp_path / "checkpoint.pt", TrainSettings(test_limit=64))
     assert sum(c.total for c in result.per_class) == 64 and result.batch_norm == []
 
 
 def test_the_run_header_carries_the_walks_forward_flops(fashion_dir, tmp_path):
     starts = []
-    run.train_run(config(fashion_dir, tmp_path / "r", epochs=1, train_limit=100),
-                  lambda event: starts.append(event) if isinstance(event, RunStart) else None)
+    train(fashion_dir, tmp_path / "r", starts.append, epochs=1, train_limit=100)
+    assert isinstance(starts[0], RunStart)
     assert starts[0].flops_per_image == 563_280  # lenet-bn at 28x28: 2 x 281,640 MACs
     assert starts[0].run_dir == str(tmp_path / "r")

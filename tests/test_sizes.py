@@ -44,8 +44,7 @@ def test_fully_convolutional_models_take_everything_from_their_minimum():
 
 def test_every_refused_range_says_which_layer_and_why():
     scan = cnnshape.valid_sizes("alexnet")
-    covered = sorted([(lo, hi) for lo, hi in scan.valid]
-                     + [(r.lo, r.hi) for r in scan.invalid])
+    covered = sorted([(lo, hi) for lo, hi in scan.valid] + [(r.lo, r.hi) for r in scan.invalid])
     assert covered[0][0] == 1 and covered[-1][1] == 1024
     assert all(a[1] + 1 == b[0] for a, b in zip(covered, covered[1:], strict=False))
     last = scan.invalid[-1]

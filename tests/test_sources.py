@@ -8,25 +8,12 @@ import types
 
 import pytest
 import torchvision
-from typer.testing import CliRunner
+from conftest import assert_clean_error
+from conftest import cli as run
 
 import cnnshape
 from cnnshape import api
-from cnnshape.cli import app
 from cnnshape.errors import CnnshapeError
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, list(args))
-
-
-def assert_clean_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Error:" in result.stderr and "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 def published(name):
@@ -34,8 +21,9 @@ def published(name):
 
 
 # These forwards use torch.flatten, F.relu, x + identity and torch.cat between modules.
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "alexnet", "vgg16", "googlenet",
-                                  "densenet121", "mobilenet_v2"])
+@pytest.mark.parametrize(
+    "name", ["resnet18", "resnet50", "alexnet", "vgg16", "googlenet", "densenet121", "mobilenet_v2"]
+)
 def test_counts_equal_torchvisions_published_metadata(name):
     report = cnnshape.show(f"torchvision:{name}")  # defaults: 3x224x224, 1000 classes
     meta = published(name)
@@ -63,8 +51,11 @@ def test_torchvision_classes_follow_the_option():
 
 
 def test_in_channels_must_match_a_published_first_layer():
-    assert_clean_error(run("show", "torchvision:resnet18", "--in-channels", "1"),
-                       "built for 3 input channels, not 1", "Hint:")
+    assert_clean_error(
+        run("show", "torchvision:resnet18", "--in-channels", "1"),
+        "built for 3 input channels, not 1",
+        "Hint:",
+    )
     assert run("show", "torchvision:resnet18", "--in-channels", "3").exit_code == 0
 
 
@@ -186,22 +177,29 @@ def test_missing_module():
 
 
 def test_missing_attribute_suggests_close_names(user_file):
-    assert_clean_error(run("show", f"{user_file}:Nett"), "no attribute 'Nett'",
-                       "Did you mean Net", "factory")
+    assert_clean_error(
+        run("show", f"{user_file}:Nett"), "no attribute 'Nett'", "Did you mean Net", "factory"
+    )
 
 
-@pytest.mark.parametrize(("attr", "fragment"), [
-    ("answer", "is not an nn.Module but a int"),
-    ("not_a_model", "returned a int, not an nn.Module"),
-    ("needs_arguments", "no arguments"),
-])
+@pytest.mark.parametrize(
+    ("attr", "fragment"),
+    [
+        ("answer", "is not an nn.Module but a int"),
+        ("not_a_model", "returned a int, not an nn.Module"),
+        ("needs_arguments", "no arguments"),
+    ],
+)
 def test_objects_that_are_not_models(user_file, attr, fragment):
     assert_clean_error(run("show", f"{user_file}:{attr}"), fragment)
 
 
 def test_failing_forward_names_the_layer(user_file):
-    assert_clean_error(run("show", f"{user_file}:Broken", "--size", "8"),
-                       "layer fc (Linear)", "expects 99 input features")
+    assert_clean_error(
+        run("show", f"{user_file}:Broken", "--size", "8"),
+        "layer fc (Linear)",
+        "expects 99 input features",
+    )
 
 
 def test_classes_cannot_change_user_code(user_file):

@@ -6,13 +6,10 @@ import time
 
 import pytest
 import torch
+from conftest import cli
 from torch import nn
-from typer.testing import CliRunner
 
-from cnnshape.cli import app
-from cnnshape.timing import time_model
-
-runner = CliRunner()
+from cnnshape.inspect.timing import time_model
 
 
 class Sleep(nn.Module):
@@ -26,8 +23,9 @@ class Sleep(nn.Module):
 
 
 def net():
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4),
-                         nn.Sequential(Sleep(0.004), nn.ReLU()), nn.Flatten())
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Sequential(Sleep(0.004), nn.ReLU()), nn.Flatten()
+    )
 
 
 def no_hooks(model):
@@ -36,8 +34,9 @@ def no_hooks(model):
 
 def test_times_are_real_and_in_call_order():
     model = net()
-    timing, calls = time_model(model, (2, 1, 8, 8), warmup=1, repeats=5,
-                               layers=["0", "1", "2", "2.0", "2.1", "3"])
+    timing, calls = time_model(
+        model, (2, 1, 8, 8), warmup=1, repeats=5, layers=["0", "1", "2", "2.0", "2.1", "3"]
+    )
     assert [name for name, _ in calls] == ["0", "1", "2", "2.0", "2.1", "3"]
     times = dict(calls)
     assert times["2.0"].median_ms >= 4  # the sleep is measured, not estimated
@@ -75,32 +74,31 @@ def test_hooks_are_removed_when_the_forward_fails():
 
 
 def test_show_time_json_and_table():
-    result = runner.invoke(app, ["show", "lenet", "--time", "--device", "cpu", "--repeats", "3",
-                                 "-f", "json"])
+    result = cli("show", "lenet", "--time", "--device", "cpu", "--repeats", "3", "-f", "json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["timing"]["measured"] is True and doc["timing"]["device"] == "cpu"
     assert doc["timing"]["repeats"] == 3 and doc["timing"]["forward_ms"]["median_ms"] > 0
     assert all(layer["time_ms"] > 0 for layer in doc["layers"])
-    table = runner.invoke(app, ["show", "lenet", "--time", "--repeats", "2"]).stdout
+    table = cli("show", "lenet", "--time", "--repeats", "2").stdout
     assert "measured, not derived" in table and "Time (ms)" in table
-    plain = json.loads(runner.invoke(app, ["show", "lenet", "-f", "json"]).stdout)
+    plain = json.loads(cli("show", "lenet", "-f", "json").stdout)
     assert "timing" not in plain and "time_ms" not in plain["layers"][0]
 
 
 def test_compare_time_adds_throughput():
-    result = runner.invoke(app, ["compare", "lenet", "lenet-bn", "--time", "--batch", "4",
-                                 "--repeats", "2", "-f", "json"])
+    result = cli(
+        "compare", "lenet", "lenet-bn", "--time", "--batch", "4", "--repeats", "2", "-f", "json"
+    )
     assert result.exit_code == 0, result.stderr
     for model in json.loads(result.stdout)["models"]:
         assert model["timing"]["batch"] == 4 and model["timing"]["images_per_sec"] > 0
-    assert "Images/s" in runner.invoke(app, ["compare", "lenet", "--time", "--repeats",
-                                             "2"]).stdout
+    assert "Images/s" in cli("compare", "lenet", "--time", "--repeats", "2").stdout
 
 
 def test_missing_gpu_is_a_clean_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = runner.invoke(app, ["show", "lenet", "--time", "--device", "cuda"])
+    result = cli("show", "lenet", "--time", "--device", "cuda")
     assert result.exit_code == 1 and "Error: --device cuda" in result.stderr
     assert "Traceback" not in result.stderr

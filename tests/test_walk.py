@@ -7,7 +7,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnshape
 from cnnshape import CnnshapeError
-from cnnshape.walk import WalkError, walk
+from cnnshape.errors import WalkError
+from cnnshape.inspect.walk import walk
 
 
 class SeedBatchNorm(nn.Module):
@@ -28,25 +29,39 @@ class SeedBatchNorm(nn.Module):
         from cnnshape.models.batchnorm import batch_norm
 
         Y, self.moving_mean, self.moving_var = batch_norm(
-            X, self.gamma, self.beta, self.moving_mean, self.moving_var, eps=1e-5, momentum=0.9)
+            X, self.gamma, self.beta, self.moving_mean, self.moving_var, eps=1e-5, momentum=0.9
+        )
         return Y
 
 
 def seed_cell():
     return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5), SeedBatchNorm(6, num_dims=4), nn.Sigmoid(),
+        nn.Conv2d(1, 6, kernel_size=5),
+        SeedBatchNorm(6, num_dims=4),
+        nn.Sigmoid(),
         nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
-        nn.Linear(16 * 4 * 4, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
-        nn.Linear(120, 10))
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.BatchNorm2d(16),
+        nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120),
+        nn.BatchNorm1d(120),
+        nn.Sigmoid(),
+        nn.Linear(120, 10),
+    )
 
 
 def snapshot(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            [m.training for m in model.modules()],
-            [(id(m.moving_mean), m.moving_mean.clone()) for m in model.modules()
-             if isinstance(m, SeedBatchNorm)])
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [
+            (id(m.moving_mean), m.moving_mean.clone())
+            for m in model.modules()
+            if isinstance(m, SeedBatchNorm)
+        ],
+    )
 
 
 def test_summary_of_a_notebook_cell_leaves_the_model_untouched():
@@ -155,8 +170,15 @@ def test_depth_expands_blocks_in_execution_order():
     rows = cnnshape.show("googlenet", depth=3).rows
     inception = [r.name for r in rows if r.name.startswith("2.0.")]
     # execution order of the Inception forward, not registration order
-    assert inception == ["2.0.p1_1", "2.0.p2_1", "2.0.p2_2", "2.0.p3_1", "2.0.p3_2",
-                         "2.0.p4_1", "2.0.p4_2"]
+    assert inception == [
+        "2.0.p1_1",
+        "2.0.p2_1",
+        "2.0.p2_2",
+        "2.0.p3_1",
+        "2.0.p3_2",
+        "2.0.p4_1",
+        "2.0.p4_2",
+    ]
     depth_one = [r.name for r in rows if r.depth == 1]
     assert depth_one == ["0", "1", "2", "3", "4", "5"]
 

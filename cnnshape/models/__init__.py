@@ -1,7 +1,6 @@
 """The networks of d2l's "modern convolutional networks" chapter, one file per family.
 
-Importing this package registers every model (see ``cnnshape.registry``), in the book's order.
+Each file reads top to bottom as the book writes it: blocks, then the network's builder
+``f(in_channels=1, num_classes=10) -> nn.Module``. ``cnnshape.registry`` names the builders
+and carries each one's defaults and checked facts.
 """
-# ruff: noqa: I001, F401  (import order is registration order: the book's chapter order)
-
-from . import lenet, alexnet, vgg, nin, googlenet, batchnorm, resnet, densenet

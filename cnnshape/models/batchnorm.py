@@ -3,8 +3,6 @@
 import torch
 from torch import nn
 
-from ..registry import register
-
 
 def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
     # is_grad_enabled tells training from prediction (the book's choice, not .training):
@@ -48,34 +46,50 @@ class BatchNorm(nn.Module):
 
     def forward(self, X):
         Y, self.moving_mean, self.moving_var = batch_norm(
-            X, self.gamma, self.beta, self.moving_mean,
-            self.moving_var, eps=1e-5, momentum=0.9)
+            X, self.gamma, self.beta, self.moving_mean, self.moving_var, eps=1e-5, momentum=0.9
+        )
         return Y
 
 
-@register("lenet-bn-scratch", size=28, lr=1.0, batch_size=256,
-          section="d2l 7.5 Batch Normalization (from scratch)")
 def lenet_bn_scratch(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """LeNet with the book's from-scratch BatchNorm after every conv and hidden Linear."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, kernel_size=5), BatchNorm(6, num_dims=4), nn.Sigmoid(),
+        nn.Conv2d(in_channels, 6, kernel_size=5),
+        BatchNorm(6, num_dims=4),
+        nn.Sigmoid(),
         nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), BatchNorm(16, num_dims=4), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
-        nn.Linear(16*4*4, 120), BatchNorm(120, num_dims=2), nn.Sigmoid(),
-        nn.Linear(120, 84), BatchNorm(84, num_dims=2), nn.Sigmoid(),
-        nn.Linear(84, num_classes))
+        nn.Conv2d(6, 16, kernel_size=5),
+        BatchNorm(16, num_dims=4),
+        nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120),
+        BatchNorm(120, num_dims=2),
+        nn.Sigmoid(),
+        nn.Linear(120, 84),
+        BatchNorm(84, num_dims=2),
+        nn.Sigmoid(),
+        nn.Linear(84, num_classes),
+    )
 
 
-@register("lenet-bn", size=28, lr=1.0, batch_size=256,
-          section="d2l 7.5 Batch Normalization (concise)", aliases=("lenet-bn-concise",))
 def lenet_bn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """LeNet with nn.BatchNorm2d/1d (the book's concise version)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
+        nn.Conv2d(in_channels, 6, kernel_size=5),
+        nn.BatchNorm2d(6),
+        nn.Sigmoid(),
         nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
-        nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(),
-        nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
-        nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
-        nn.Linear(84, num_classes))
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.BatchNorm2d(16),
+        nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(256, 120),
+        nn.BatchNorm1d(120),
+        nn.Sigmoid(),
+        nn.Linear(120, 84),
+        nn.BatchNorm1d(84),
+        nn.Sigmoid(),
+        nn.Linear(84, num_classes),
+    )

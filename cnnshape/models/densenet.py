@@ -3,14 +3,14 @@
 import torch
 from torch import nn
 
-from ..registry import register
-
 
 def conv_block(input_channels, num_channels):
     # ResNet's improved "batch norm, activation, convolution" order
     return nn.Sequential(
-        nn.BatchNorm2d(input_channels), nn.ReLU(),
-        nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1))
+        nn.BatchNorm2d(input_channels),
+        nn.ReLU(),
+        nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1),
+    )
 
 
 class DenseBlock(nn.Module):
@@ -32,18 +32,21 @@ class DenseBlock(nn.Module):
 def transition_block(input_channels, num_channels):
     # a 1x1 convolution cuts the channels, stride-2 average pooling halves height and width
     return nn.Sequential(
-        nn.BatchNorm2d(input_channels), nn.ReLU(),
+        nn.BatchNorm2d(input_channels),
+        nn.ReLU(),
         nn.Conv2d(input_channels, num_channels, kernel_size=1),
-        nn.AvgPool2d(kernel_size=2, stride=2))
+        nn.AvgPool2d(kernel_size=2, stride=2),
+    )
 
 
-@register("densenet", size=96, lr=0.1, batch_size=256, section="d2l 7.7 DenseNet")
 def densenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """DenseNet: four DenseBlocks of 4 convs (growth rate 32) joined by transition layers."""
     b1 = nn.Sequential(
         nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-        nn.BatchNorm2d(64), nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
     num_channels, growth_rate = 64, 32  # current channels; each conv adds growth_rate
     num_convs_in_dense_blocks = [4, 4, 4, 4]
     blks = []
@@ -55,8 +58,11 @@ def densenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
             blks.append(transition_block(num_channels, num_channels // 2))
             num_channels = num_channels // 2
     return nn.Sequential(
-        b1, *blks,
-        nn.BatchNorm2d(num_channels), nn.ReLU(),
+        b1,
+        *blks,
+        nn.BatchNorm2d(num_channels),
+        nn.ReLU(),
         nn.AdaptiveAvgPool2d((1, 1)),
         nn.Flatten(),
-        nn.Linear(num_channels, num_classes))
+        nn.Linear(num_channels, num_classes),
+    )

@@ -4,8 +4,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import register
-
 
 class Inception(nn.Module):
     # c1--c4 are the output channels of each path
@@ -32,29 +30,37 @@ class Inception(nn.Module):
         return torch.cat((p1, p2, p3, p4), dim=1)
 
 
-@register("googlenet", size=96, lr=0.1, batch_size=128, section="d2l 7.4 GoogLeNet",
-          aliases=("inception",))
 def googlenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """GoogLeNet: five stages b1-b5 with nine Inception blocks, then Linear(1024)."""
-    b1 = nn.Sequential(nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-                       nn.ReLU(),
-                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-    b2 = nn.Sequential(nn.Conv2d(64, 64, kernel_size=1),
-                       nn.ReLU(),
-                       nn.Conv2d(64, 192, kernel_size=3, padding=1),
-                       nn.ReLU(),
-                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-    b3 = nn.Sequential(Inception(192, 64, (96, 128), (16, 32), 32),
-                       Inception(256, 128, (128, 192), (32, 96), 64),
-                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-    b4 = nn.Sequential(Inception(480, 192, (96, 208), (16, 48), 64),
-                       Inception(512, 160, (112, 224), (24, 64), 64),
-                       Inception(512, 128, (128, 256), (24, 64), 64),
-                       Inception(512, 112, (144, 288), (32, 64), 64),
-                       Inception(528, 256, (160, 320), (32, 128), 128),
-                       nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-    b5 = nn.Sequential(Inception(832, 256, (160, 320), (32, 128), 128),
-                       Inception(832, 384, (192, 384), (48, 128), 128),
-                       nn.AdaptiveAvgPool2d((1, 1)),
-                       nn.Flatten())
+    b1 = nn.Sequential(
+        nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
+    b2 = nn.Sequential(
+        nn.Conv2d(64, 64, kernel_size=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 192, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
+    b3 = nn.Sequential(
+        Inception(192, 64, (96, 128), (16, 32), 32),
+        Inception(256, 128, (128, 192), (32, 96), 64),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
+    b4 = nn.Sequential(
+        Inception(480, 192, (96, 208), (16, 48), 64),
+        Inception(512, 160, (112, 224), (24, 64), 64),
+        Inception(512, 128, (128, 256), (24, 64), 64),
+        Inception(512, 112, (144, 288), (32, 64), 64),
+        Inception(528, 256, (160, 320), (32, 128), 128),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
+    b5 = nn.Sequential(
+        Inception(832, 256, (160, 320), (32, 128), 128),
+        Inception(832, 384, (192, 384), (48, 128), 128),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+    )
     return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, num_classes))

@@ -2,17 +2,18 @@
 
 from torch import nn
 
-from ..registry import register
-
 
 def nin_block(in_channels, out_channels, kernel_size, strides, padding) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU())
+        nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1),
+        nn.ReLU(),
+    )
 
 
-@register("nin", size=224, lr=0.1, batch_size=128, section="d2l 7.3 NiN")
 def nin(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """NiN: four nin_blocks and global average pooling, no Linear layer at all."""
     return nn.Sequential(
@@ -26,4 +27,5 @@ def nin(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
         # The last block has one channel per class; global pooling turns them into logits.
         nin_block(384, num_classes, kernel_size=3, strides=1, padding=1),
         nn.AdaptiveAvgPool2d((1, 1)),
-        nn.Flatten())
+        nn.Flatten(),
+    )

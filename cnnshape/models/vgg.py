@@ -2,8 +2,6 @@
 
 from torch import nn
 
-from ..registry import register
-
 CONV_ARCH = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))  # (num_convs, out_channels)
 SMALL_RATIO = 4  # the book divides every channel count by 4 to train on one GPU
 
@@ -24,23 +22,24 @@ def vgg(conv_arch, in_channels: int = 1, num_classes: int = 10) -> nn.Sequential
         conv_blks.append(vgg_block(num_convs, in_channels, out_channels))
         in_channels = out_channels
     return nn.Sequential(
-        *conv_blks, nn.Flatten(),
+        *conv_blks,
+        nn.Flatten(),
         # 7 x 7 is what five halvings leave of 224: the reason VGG needs 224x224 input.
-        nn.Linear(out_channels * 7 * 7, 4096), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(4096, num_classes))
+        nn.Linear(out_channels * 7 * 7, 4096),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(4096, num_classes),
+    )
 
 
-@register("vgg", size=224, lr=0.05, batch_size=128, section="d2l 7.2 VGG", aliases=("vgg11",))
 def vgg11(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """VGG-11: five vgg_blocks (8 convolutions) and three Linear layers."""
     return vgg(CONV_ARCH, in_channels, num_classes)
 
 
-@register(
-    "vgg-small", size=224, lr=0.05, batch_size=128, section="d2l 7.2 VGG",
-    aliases=("vgg11-small",),
-)
 def vgg11_small(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """VGG-11 with every channel count divided by 4 (the one the book trains)."""
     small_conv_arch = [(num_convs, channels // SMALL_RATIO) for num_convs, channels in CONV_ARCH]

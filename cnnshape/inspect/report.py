@@ -1,11 +1,12 @@
-"""Plain data that comes out of a walk: one Row per layer call, totals, and the column list.
+"""Plain data that comes out of inspection: a walk's Report (one Row per layer call, and
+the model's totals) and a size scan's SizeScan. No torch: the CLI renders these for free.
 
-The counting convention is defined here once and quoted by every renderer.
+The counting conventions are defined here once and quoted by every renderer.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,8 +23,9 @@ MEMORY_CONVENTION = (
     "for the backward pass)."
 )
 
-FIELD_NOTE = ("Fields are theoretical (padding included, largest over all paths) and may exceed "
-              "the input.")
+FIELD_NOTE = (
+    "Fields are theoretical (padding included, largest over all paths) and may exceed the input."
+)
 FIELD_CONVENTION = (
     "RF: receptive field, the input positions (HxW) one output position can depend on; Jump: "
     "input positions between neighbouring outputs. " + FIELD_NOTE + " Global pooling spans "
@@ -65,36 +67,17 @@ class Row:
         data = asdict(self)
         flops = data.pop("flops")
         data.update(macs=self.macs, flops=flops)  # keep MACs next to FLOPs, as in the table
-        for key in ("kernel_size", "stride", "padding", "receptive_field", "jump", "time_ms",
-                    "time_iqr_ms"):
+        for key in (
+            "kernel_size",
+            "stride",
+            "padding",
+            "receptive_field",
+            "jump",
+            "time_ms",
+            "time_iqr_ms",
+        ):
             data[key] = data.pop(key)
         return data
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str  # key in Row.to_dict()
-    header: str
-    numeric: bool = False
-    option: str | None = None  # shown only with that option: "rf" or "time"
-
-
-# The order every format shows. Adding a column: a field on Row and an entry here.
-COLUMNS: tuple[Column, ...] = (
-    Column("name", "Layer"),
-    Column("type", "Type"),
-    Column("output_shape", "Output shape"),
-    Column("kernel_size", "Kernel"),
-    Column("stride", "Stride"),
-    Column("padding", "Padding"),
-    Column("params", "Params", numeric=True),
-    Column("macs", "MACs", numeric=True),
-    Column("flops", "FLOPs", numeric=True),
-    Column("receptive_field", "RF", option="rf"),
-    Column("jump", "Jump", option="rf"),
-    Column("time_ms", "Time (ms)", numeric=True, option="time"),
-    Column("time_iqr_ms", "IQR (ms)", numeric=True, option="time"),
-)
 
 
 @dataclass(repr=False)
@@ -139,7 +122,15 @@ class Report:
             "timing": self.timing.to_dict() if self.timing else None,
         }
 
-    # Display: the same rich table in a terminal, in Jupyter and from print().
+    def __repr__(self) -> str:
+        # Short, as a value's repr should be: print(report) or a notebook shows the table.
+        return (
+            f"Report(model={self.model!r}, input_shape={self.input_shape}, "
+            f"output_shape={self.output_shape}, rows={len(self.rows)}, "
+            f"total_params={self.total_params}, total_flops={self.total_flops})"
+        )
+
+    # Display: the same rich table in a terminal (rich), in Jupyter and from print().
     def __rich__(self):
         from .render import report_renderable
 
@@ -150,9 +141,54 @@ class Report:
 
         return to_text(self)
 
-    __repr__ = __str__  # a REPL shows the table, not a dataclass dump
-
     def _repr_html_(self) -> str:
         from .render import to_html
 
         return to_html(self)
+
+
+# ---- the size scan ----------------------------------------------------------------------------
+
+DEFAULT_UP_TO = 1024  # the largest square size `cnnshape sizes` checks unless told
+
+
+@dataclass
+class SizeRange:
+    """Consecutive sizes lo..hi: accepted (no layer), or refused first by ``layer``."""
+
+    lo: int
+    hi: int
+    layer: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class SizeScan:
+    model: str
+    in_channels: int
+    checked_up_to: int
+    valid: list[tuple[int, int]]
+    invalid: list[SizeRange] = field(default_factory=list)
+
+    def ranges(self) -> list[SizeRange]:
+        """Accepted and refused ranges together, in size order."""
+        accepted = [SizeRange(lo, hi) for lo, hi in self.valid]
+        return sorted(accepted + self.invalid, key=lambda r: r.lo)
+
+    def accepts(self, size: int) -> bool:
+        return any(lo <= size <= hi for lo, hi in self.valid)
+
+    def describe_valid(self) -> str:
+        if not self.valid:
+            return f"no square size up to {self.checked_up_to}"
+        ranges = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in self.valid)
+        return f"{ranges} (checked up to {self.checked_up_to})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "in_channels": self.in_channels,
+            "valid": [[lo, hi] for lo, hi in self.valid],
+            "checked_up_to": self.checked_up_to,
+            "invalid": [vars(r) for r in self.invalid],
+        }

@@ -22,8 +22,8 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from .errors import CnnshapeError
-from .registry import ModelSpec, get_spec
+from ..errors import CnnshapeError
+from ..registry import ModelSpec, did_you_mean, get_spec
 
 # Size and classes of ImageNet models: what torchvision's published metadata is measured at.
 IMAGENET_SIZE = 224
@@ -43,20 +43,30 @@ class Target:
     # model as published; --in-channels only describes the input and must match it.
     follows_in_channels: bool = False
 
-    def build(self, in_channels: int | None = None, num_classes: int | None = None,
-              device: str = "meta") -> tuple[nn.Module, int]:
+    def build(
+        self, in_channels: int | None = None, num_classes: int | None = None, device: str = "meta"
+    ) -> tuple[nn.Module, int]:
         """The model (on the meta device unless told), and the input channels to feed it.
 
         Outside the registry the channels default to the first convolution's.
         """
         if num_classes is not None and self.num_classes is None:
-            raise CnnshapeError(f"--classes cannot change {self.name}: cnnshape calls your "
-                                "code with no arguments.",
-                                "Leave out --classes, or give a factory that builds the "
-                                "number of classes you want.")
+            raise CnnshapeError(
+                f"--classes cannot change {self.name}: cnnshape calls your code with no arguments.",
+                "Leave out --classes, or give a factory that builds the "
+                "number of classes you want.",
+            )
         asked = self.in_channels if in_channels is None else in_channels
-        with torch.device(device):
-            model = self.make(asked, self.num_classes if num_classes is None else num_classes)
+        classes = self.num_classes if num_classes is None else num_classes
+        try:
+            with torch.device(device):
+                model = self.make(asked, classes)
+        except NotImplementedError as err:
+            if device != "meta" or "meta" not in str(err):
+                raise
+            # Some builders read tensor values while building (torchvision's RegNet computes
+            # its widths with tensors): build those for real; the walk then uses fake tensors.
+            model = self.make(asked, classes)
         if self.follows_in_channels:
             return model, asked
         expected = first_conv_channels(model)
@@ -66,7 +76,8 @@ class Target:
             raise CnnshapeError(
                 f"{self.name} is built for {expected} input channels, not {in_channels}.",
                 f"Leave out --in-channels (default {expected}): for models outside the "
-                "registry it describes the input and cannot change the first layer.")
+                "registry it describes the input and cannot change the first layer.",
+            )
         return model, in_channels
 
 
@@ -95,9 +106,14 @@ def is_reference(ref: str) -> bool:
 
 
 def _registry_target(spec: ModelSpec) -> Target:
-    return Target(spec.name, spec.size, 1, 10,
-                  lambda c, k: spec.build(in_channels=c, num_classes=k),
-                  follows_in_channels=True)
+    return Target(
+        spec.name,
+        spec.size,
+        1,
+        10,
+        lambda c, k: spec.build(in_channels=c, num_classes=k),
+        follows_in_channels=True,
+    )
 
 
 # ---------------------------------------------------------------- torchvision
@@ -133,35 +149,43 @@ def torchvision_meta(name: str) -> dict:
 def _torchvision_target(name: str) -> Target:
     names = torchvision_names()
     if name not in names:
-        raise CnnshapeError(f"torchvision has no classification model {name!r}.",
-                            _did_you_mean(name, names) + "Run `cnnshape list --source "
-                            "torchvision` to see them all.")
+        raise CnnshapeError(
+            f"torchvision has no classification model {name!r}.",
+            _did_you_mean(name, names) + "Run `cnnshape list --source "
+            "torchvision` to see them all.",
+        )
 
     def make(in_channels: int, num_classes: int) -> nn.Module:
         import torchvision
 
-        return torchvision.models.get_model(name, weights=None, num_classes=num_classes,
-                                            **_TORCHVISION_OPTIONS.get(name, {}))
+        return torchvision.models.get_model(
+            name, weights=None, num_classes=num_classes, **_TORCHVISION_OPTIONS.get(name, {})
+        )
 
     return Target(f"torchvision:{name}", IMAGENET_SIZE, 3, IMAGENET_CLASSES, make)
 
 
 # ---------------------------------------------------------------- timm
 
+
 def _timm_target(name: str) -> Target:
     timm = _import_timm()
     names = timm.list_models()
     if name not in names:
-        raise CnnshapeError(f"timm has no model {name!r}.", _did_you_mean(name, names)
-                            + "Run `cnnshape list --source timm` to see them all.")
+        raise CnnshapeError(
+            f"timm has no model {name!r}.",
+            _did_you_mean(name, names) + "Run `cnnshape list --source timm` to see them all.",
+        )
 
     def make(in_channels: int, num_classes: int) -> nn.Module:
-        return timm.create_model(name, pretrained=False, in_chans=in_channels,
-                                 num_classes=num_classes)
+        return timm.create_model(
+            name, pretrained=False, in_chans=in_channels, num_classes=num_classes
+        )
 
     # timm builds the first layer for in_chans, as the registry does.
-    return Target(f"timm:{name}", IMAGENET_SIZE, 3, IMAGENET_CLASSES, make,
-                  follows_in_channels=True)
+    return Target(
+        f"timm:{name}", IMAGENET_SIZE, 3, IMAGENET_CLASSES, make, follows_in_channels=True
+    )
 
 
 def timm_names() -> list[str]:
@@ -172,24 +196,31 @@ def _import_timm() -> ModuleType:
     try:
         import timm
     except ImportError:
-        raise CnnshapeError("timm is not installed; cnnshape does not depend on it.",
-                            "pip install timm, then run the command again.") from None
+        raise CnnshapeError(
+            "timm is not installed; cnnshape does not depend on it.",
+            "pip install timm, then run the command again.",
+        ) from None
     return timm
 
 
 # ---------------------------------------------------------------- your own code
 
+
 def _user_target(location: str, attr: str) -> Target:
     if not location or not attr:
-        raise CnnshapeError(f"{location}:{attr!r} is not a model reference.",
-                            "Give path/to/file.py:Net, package.module:factory, "
-                            "torchvision:NAME, timm:NAME or a registry name.")
+        raise CnnshapeError(
+            f"{location}:{attr!r} is not a model reference.",
+            "Give path/to/file.py:Net, package.module:factory, "
+            "torchvision:NAME, timm:NAME or a registry name.",
+        )
     module = _load(location)
     if not hasattr(module, attr):
         public = [n for n in vars(module) if not n.startswith("_")]
-        raise CnnshapeError(f"{location} has no attribute {attr!r}.",
-                            _did_you_mean(attr, public, n=3)
-                            + f"Names there: {', '.join(_module_like(module)) or 'none'}.")
+        raise CnnshapeError(
+            f"{location} has no attribute {attr!r}.",
+            _did_you_mean(attr, public, n=3)
+            + f"Names there: {', '.join(_module_like(module)) or 'none'}.",
+        )
     obj = getattr(module, attr)
     label = f"{location}:{attr}"
 
@@ -205,8 +236,9 @@ def _load(location: str) -> ModuleType:
     if location.endswith(".py") or "/" in location or "\\" in location:
         path = Path(location)
         if not path.is_file():
-            raise CnnshapeError(f"No file {location}.",
-                                "Give the path to a Python file, e.g. models/net.py:Net.")
+            raise CnnshapeError(
+                f"No file {location}.", "Give the path to a Python file, e.g. models/net.py:Net."
+            )
         spec = importlib.util.spec_from_file_location(f"_cnnshape_user_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         with _imports_next_to(path):
@@ -231,9 +263,11 @@ def _run_user_import(load, location: str):
         return load()
     except ModuleNotFoundError as err:
         if err.name and location.startswith(err.name):
-            raise CnnshapeError(f"No module named {location!r}.",
-                                "Give an importable module (package.module:factory) or a "
-                                "file path (path/to/file.py:Net).") from None
+            raise CnnshapeError(
+                f"No module named {location!r}.",
+                "Give an importable module (package.module:factory) or a "
+                "file path (path/to/file.py:Net).",
+            ) from None
         raise CnnshapeError(f"Importing {location} failed: {err}") from None
     except Exception as err:
         raise CnnshapeError(f"Importing {location} failed: {type(err).__name__}: {err}") from None
@@ -243,28 +277,39 @@ def _call_user_code(obj, label: str) -> nn.Module:
     if isinstance(obj, nn.Module):
         return obj  # an instance in the file: inspected as it is
     if not callable(obj):
-        raise CnnshapeError(f"{label} is not an nn.Module but a {type(obj).__name__}.",
-                            "Point at an nn.Module subclass or a function that returns one.")
+        raise CnnshapeError(
+            f"{label} is not an nn.Module but a {type(obj).__name__}.",
+            "Point at an nn.Module subclass or a function that returns one.",
+        )
     try:
         model = obj()
     except Exception as err:
-        raise CnnshapeError(f"Building {label}() failed: {type(err).__name__}: {err}",
-                            "cnnshape calls it with no arguments, under torch.device('meta') "
-                            "(tensors without data; --time: the chosen device): give a class "
-                            "or factory whose arguments all have defaults.") from None
+        raise CnnshapeError(
+            f"Building {label}() failed: {type(err).__name__}: {err}",
+            "cnnshape calls it with no arguments, under torch.device('meta') "
+            "(tensors without data; --time: the chosen device): give a class "
+            "or factory whose arguments all have defaults.",
+        ) from None
     if not isinstance(model, nn.Module):
-        raise CnnshapeError(f"{label}() returned a {type(model).__name__}, not an nn.Module.",
-                            "Point at an nn.Module subclass or a function that returns one.")
+        raise CnnshapeError(
+            f"{label}() returned a {type(model).__name__}, not an nn.Module.",
+            "Point at an nn.Module subclass or a function that returns one.",
+        )
     return model
 
 
 def _module_like(module: ModuleType) -> list[str]:
     """The names in a user's module that could be models: Module subclasses and functions."""
-    return [n for n, v in vars(module).items() if not n.startswith("_")
-            and ((inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ ==
-                  module.__name__) or inspect.isfunction(v))]
+    return [
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and (
+            (inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__)
+            or inspect.isfunction(v)
+        )
+    ]
 
 
 def _did_you_mean(name: str, names: list[str], n: int = 3) -> str:
-    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
-    return f"Did you mean {' or '.join(close)}? " if close else ""
+    return did_you_mean(difflib.get_close_matches(name, names, n=n, cutoff=0.5))

@@ -16,23 +16,13 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 
+from .._common import launched
+
 # Every collective gives up after this long instead of waiting forever for a rank that is stuck
 # (a dead rank is noticed sooner: torchrun's agent stops the others when one exits non-zero).
 # Generous, because the others wait at the next collective while rank 0 evaluates, writes the
 # checkpoint and plots, or while the first process on a machine downloads the data.
 TIMEOUT = datetime.timedelta(minutes=10)
-_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
-
-def launched() -> bool:
-    """Whether this process was started by torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK)."""
-    return all(name in os.environ for name in _TORCHRUN_VARS)
-
-
-def launch_rank() -> int:
-    """The rank torchrun gave this process (0 outside torchrun), known before and after the
-    process group exists: what decides which process speaks for the run."""
-    return int(os.environ["RANK"]) if launched() else 0
 
 
 def active() -> bool:
@@ -114,4 +104,3 @@ def local_main_first() -> Iterator[None]:
     yield
     if first and active():
         barrier()
-

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .errors import CnnshapeError
-from .walk import WalkError, shape_only, walk
-
-DEFAULT_UP_TO = 1024
+from ..errors import CnnshapeError, WalkError
+from .report import DEFAULT_UP_TO, Report, SizeRange, SizeScan
+from .walk import shape_only, walk
 
 
 @dataclass(frozen=True)
@@ -27,43 +25,9 @@ class _Failed:
     layer: str  # qualified name of the layer that refused its input
 
 
-@dataclass
-class InvalidRange:
-    lo: int
-    hi: int
-    layer: str
-    reason: str
-
-
-@dataclass
-class SizeScan:
-    model: str
-    in_channels: int
-    checked_up_to: int
-    valid: list[tuple[int, int]]
-    invalid: list[InvalidRange] = field(default_factory=list)
-
-    def accepts(self, size: int) -> bool:
-        return any(lo <= size <= hi for lo, hi in self.valid)
-
-    def describe_valid(self) -> str:
-        if not self.valid:
-            return f"no square size up to {self.checked_up_to}"
-        ranges = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in self.valid)
-        return f"{ranges} (checked up to {self.checked_up_to})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "in_channels": self.in_channels,
-            "valid": [[lo, hi] for lo, hi in self.valid],
-            "checked_up_to": self.checked_up_to,
-            "invalid": [vars(r) for r in self.invalid],
-        }
-
-
-def scan_sizes(model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_TO, *,
-               name: str | None = None) -> SizeScan:
+def scan_sizes(
+    model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_TO, *, name: str | None = None
+) -> SizeScan:
     """Check every square input ``1x{in_channels}xSxS`` for S in 1..up_to."""
     if up_to < 1:
         raise CnnshapeError(f"The largest size to check must be at least 1, not {up_to}.")
@@ -164,6 +128,7 @@ class _Propagator:
 
 def _runs(outcomes):
     """Group consecutive sizes (1-based) whose outcome is alike: valid, or failed at one layer."""
+
     def kind(o):
         return o if isinstance(o, _Failed) else "ok"
 
@@ -174,11 +139,29 @@ def _runs(outcomes):
             start = i
 
 
-def _explain(model, name, in_channels, lo, hi) -> InvalidRange:
+def _explain(model, name, in_channels, lo, hi) -> SizeRange:
     """Walk once at the first failing size of a run to say why in words."""
     try:
         walk(model, (1, in_channels, lo, lo), name=name)
     except WalkError as err:
-        return InvalidRange(lo, hi, err.layer or "(model)", err.reason)
+        return SizeRange(lo, hi, err.layer or "(model)", err.reason)
     # Unreachable unless the model's shapes depend on more than the input shape.
-    return InvalidRange(lo, hi, "(model)", "failed during the size scan only")
+    return SizeRange(lo, hi, "(model)", "failed during the size scan only")
+
+
+def walk_explained(
+    model: nn.Module, input_shape: tuple[int, ...], depth: int = 1, *, name: str | None = None
+) -> Report:
+    """``walk``, and when an image-shaped input is refused, an error whose hint names the
+    square sizes the model does accept (none: no hint, the failure is not about size)."""
+    try:
+        return walk(model, input_shape, depth, name=name)
+    except WalkError as err:
+        if len(input_shape) != 4 or err.hint is not None:
+            raise
+        scan = scan_sizes(model, input_shape[1], name=name)
+        if not scan.valid:
+            raise
+        raise err.with_hint(
+            f"{scan.model} accepts square inputs of size {scan.describe_valid()}."
+        ) from err

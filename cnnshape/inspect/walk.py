@@ -7,7 +7,12 @@ at 28x28 and never allocates activations. FLOPs are counted at the dispatch leve
 formulas of ``torch.utils.flop_counter`` (the ones ``FlopCounterMode`` uses), so functional
 ops inside a module's forward (``F.conv2d``, ``x @ w``) count too, and the totals equal
 ``FlopCounterMode``'s exactly. Receptive fields are tracked in the same pass, also at the
-dispatch level (``cnnshape.fields``).
+dispatch level (``fields.py``). The few ops whose meta kernels are slow Python get their
+shapes from exact rules (``shapes.py``), so a walk costs milliseconds, not PyTorch start-up.
+
+This is the one way cnnshape counts FLOPs: ``show``, ``compare`` and the training header all
+walk. (Counting on real tensors would differ: on the CPU, ``FlopCounterMode`` does not see
+``scaled_dot_product_attention``, whose CPU kernel it has no formula for.)
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .errors import CnnshapeError
+from .._common import input_device_and_dtype, left_as_it_was
+from ..errors import CnnshapeError, WalkError
 from .fields import Field, FieldTracker
 from .report import Report, Row, Shape
+from .shapes import ShapeRules
 
 
 class _FlopCounter(TorchDispatchMode):
@@ -36,8 +43,7 @@ class _FlopCounter(TorchDispatchMode):
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         # PyTorch wraps __torch_dispatch__ in dynamo.disable, which imports torch._dynamo
-        # (about a second) on first call. Counting never runs under torch.compile, so there is
-        # nothing to disable, and count_flops on real tensors stays a matter of milliseconds.
+        # (about a second) on first call. Counting never runs under torch.compile.
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -47,35 +53,6 @@ class _FlopCounter(TorchDispatchMode):
         if count is not None:
             self.flops += count(*args, **kwargs, out_val=out)
         return out
-
-
-_aten = torch.ops.aten
-# Float-in, float-out pointwise ops common in CNN forwards (activations and arithmetic).
-_BROADCASTING_OPS = {
-    _aten.relu, _aten.sigmoid, _aten.tanh, _aten.hardtanh, _aten.clamp, _aten.gelu,
-    _aten.silu, _aten.hardswish, _aten.hardsigmoid, _aten.leaky_relu, _aten.elu,
-    _aten.add, _aten.sub, _aten.mul, _aten.div, _aten.sqrt, _aten.rsqrt, _aten.exp, _aten.neg,
-}
-
-
-class _PointwiseShapes(TorchDispatchMode):
-    """Activations and arithmetic get their output shape by broadcasting their inputs.
-
-    That is what those ops are, so it is exact, and it skips PyTorch's Python meta
-    implementations of them, which are slow (most of a size scan's time otherwise).
-    Broadcasting errors still raise, as the op would. In-place and out= variants go to the
-    real meta kernel.
-    """
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func._overloadpacket in _BROADCASTING_OPS and not func._schema.is_mutable:
-            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-            if tensors:
-                shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-                dtype = torch.result_type(*tensors[:2]) if len(tensors) > 1 else tensors[0].dtype
-                return torch.empty(shape, dtype=dtype, device=tensors[0].device)
-        return func(*args, **kwargs)
 
 
 @dataclass
@@ -114,21 +91,13 @@ class _Call:
         )
 
 
-class WalkError(CnnshapeError):
-    """A layer refused the input. Carries what the walk learned before the failure."""
-
-    def __init__(self, message: str, *, layer: str | None, layer_type: str | None,
-                 input_shape: Shape | None, reason: str, partial: Report):
-        super().__init__(message)
-        self.reason = reason
-        self.layer = layer
-        self.layer_type = layer_type
-        self.input_shape = input_shape
-        self.partial = partial
-
-
-def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int = 1, *,
-         name: str | None = None) -> Report:
+def walk(
+    model: nn.Module,
+    input_shape: tuple[int, ...] | list[int],
+    depth: int = 1,
+    *,
+    name: str | None = None,
+) -> Report:
     """Walk a dummy input of ``input_shape`` through ``model`` and report every layer.
 
     ``depth`` 1 lists the model's direct children (the book's ``for layer in net``); deeper
@@ -137,8 +106,10 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
     """
     input_shape = _check_input_shape(input_shape)
     if depth < 1:
-        raise CnnshapeError(f"Depth must be at least 1, not {depth}.",
-                            "Use --depth 1 for the top-level layers, 2 to open blocks, ...")
+        raise CnnshapeError(
+            f"Depth must be at least 1, not {depth}.",
+            "Use --depth 1 for the top-level layers, 2 to open blocks, ...",
+        )
     name = name or type(model).__name__
     qualified = {m: n for n, m in model.named_modules() if n}
     calls: list[_Call] = []
@@ -173,41 +144,21 @@ def walk(model: nn.Module, input_shape: tuple[int, ...] | list[int], depth: int 
                 output = model(x)
         except Exception as exc:
             failing = open_calls[-1] if open_calls else None
-            raise _walk_error(name, input_shape, depth, model, calls, counter.flops, failing,
-                              exc) from exc
+            raise _walk_error(
+                name, input_shape, depth, model, calls, counter.flops, failing, exc
+            ) from exc
         finally:
             for handle in handles:
                 handle.remove()
 
-    return _report(name, input_shape, depth, model, calls, counter.flops, _shape_of(output),
-                   fields.largest)
+    return _report(
+        name, input_shape, depth, model, calls, counter.flops, _shape_of(output), fields.largest
+    )
 
 
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass on a real zero input (eval mode, no_grad; model untouched).
-
-    For callers that hold a real model and a small input (the training header): a real
-    forward of one image takes milliseconds, while the first meta-tensor walk in a process
-    pays about a second of PyTorch start-up. Same counting as ``walk``.
-    """
-    device, dtype = device_and_dtype(model)
-    counter = _FlopCounter()
-    with left_as_it_was(model), torch.no_grad(), counter:
-        model.eval()
-        model(torch.zeros(input_shape, dtype=dtype, device=device))
-    return counter.flops
-
-
-def device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Where and in what precision the model's inputs must be: those of its first parameter."""
-    param = next(model.parameters(), None)
-    if param is None:
-        return torch.device("cpu"), torch.float32
-    return param.device, param.dtype if param.is_floating_point() else torch.float32
-
-
-def _report(name, input_shape, depth, model, calls, total_flops, output_shape,
-            field: Field | None = None) -> Report:
+def _report(
+    name, input_shape, depth, model, calls, total_flops, output_shape, field: Field | None = None
+) -> Report:
     finished = [c for c in calls if c.finished]
     leaves = [c for c in finished if not any(True for _ in c.module.children())]
     params = list(model.parameters())
@@ -231,31 +182,49 @@ def _report(name, input_shape, depth, model, calls, total_flops, output_shape,
 _WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 
 
-def _walk_error(name, input_shape, depth, model, calls, flops, failing: _Call | None,
-                exc) -> WalkError:
+def _walk_error(
+    name, input_shape, depth, model, calls, flops, failing: _Call | None, exc
+) -> WalkError:
     partial = _report(name, input_shape, depth, model, calls, flops, None)
     shape = fmt_shape(input_shape)
     if failing is None:
         reason = _first_line(exc)
-        return WalkError(f"{name} cannot take a {shape} input: {reason}", layer=None,
-                         layer_type=None, input_shape=None, reason=reason, partial=partial)
+        return WalkError(
+            f"{name} cannot take a {shape} input: {reason}",
+            layer=None,
+            layer_type=None,
+            input_shape=None,
+            reason=reason,
+            partial=partial,
+        )
     layer_type = type(failing.module).__name__
     reason = explain_failure(failing.module, failing.input_shape, exc, calls)
-    message = (f"{name} cannot take a {shape} input: layer {failing.name} ({layer_type}) "
-               f"receives {fmt_shape(failing.input_shape)}, and {reason}.")
-    return WalkError(message, layer=failing.name, layer_type=layer_type,
-                     input_shape=failing.input_shape, reason=reason, partial=partial)
+    message = (
+        f"{name} cannot take a {shape} input: layer {failing.name} ({layer_type}) "
+        f"receives {fmt_shape(failing.input_shape)}, and {reason}."
+    )
+    return WalkError(
+        message,
+        layer=failing.name,
+        layer_type=layer_type,
+        input_shape=failing.input_shape,
+        reason=reason,
+        partial=partial,
+    )
 
 
-def explain_failure(module: nn.Module, input_shape: Shape | None, exc: Exception,
-                    calls: list[_Call]) -> str:
+def explain_failure(
+    module: nn.Module, input_shape: Shape | None, exc: Exception, calls: list[_Call]
+) -> str:
     """Say in words why ``module`` could not take ``input_shape``."""
     if input_shape is not None and isinstance(module, nn.Linear):
         got = input_shape[-1]
         if got != module.in_features:
             reason = f"it expects {module.in_features} input features, not {got}"
-            flatten = next((c for c in reversed(calls)
-                            if isinstance(c.module, nn.Flatten) and c.finished), None)
+            flatten = next(
+                (c for c in reversed(calls) if isinstance(c.module, nn.Flatten) and c.finished),
+                None,
+            )
             if flatten is not None and flatten.input_shape and len(flatten.input_shape) > 2:
                 flattened = fmt_shape(flatten.input_shape[1:])
                 reason += f" (= {flattened} from layer {flatten.name} Flatten)"
@@ -277,16 +246,20 @@ def explain_failure(module: nn.Module, input_shape: Shape | None, exc: Exception
             padded = [s + 2 * p for s, p in zip(spatial, padding, strict=True)]
             if any(have < need for have, need in zip(padded, needed, strict=True)):
                 padded_note = f" ({fmt_shape(padded)} padded)" if any(padding) else ""
-                return (f"its {fmt_shape(needed)} window is larger than the "
-                        f"{fmt_shape(spatial)}{padded_note} input")
+                return (
+                    f"its {fmt_shape(needed)} window is larger than the "
+                    f"{fmt_shape(spatial)}{padded_note} input"
+                )
     return _first_line(exc)
 
 
 def _check_input_shape(shape) -> tuple[int, ...]:
     shape = tuple(shape)
     if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise CnnshapeError(f"Input shape {shape} is not a tuple of positive integers.",
-                            "Give (batch, channels, height, width), e.g. (1, 1, 224, 224).")
+        raise CnnshapeError(
+            f"Input shape {shape} is not a tuple of positive integers.",
+            "Give (batch, channels, height, width), e.g. (1, 1, 224, 224).",
+        )
     return shape
 
 
@@ -297,31 +270,10 @@ def shape_only(model: nn.Module) -> Iterator[Callable[[tuple[int, ...]], torch.T
     Inside: eval mode (BatchNorm1d at batch 1 works; dropout is a no-op), no autograd, and
     meta or fake tensors, so nothing is computed or allocated. On exit the model is as it was.
     """
-    device, dtype = device_and_dtype(model)
-    with (left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model),
-          _PointwiseShapes()):
+    device, dtype = input_device_and_dtype(model)
+    with left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model), ShapeRules():
         model.eval()
         yield lambda shape: torch.empty(shape, dtype=dtype, device=device)
-
-
-@contextlib.contextmanager
-def left_as_it_was(model: nn.Module) -> Iterator[None]:
-    """Restore train/eval flags, buffers and tensor attributes, whatever the forward did.
-
-    A module like the book's from-scratch BatchNorm reassigns its statistics in forward;
-    under the walk those would become fake tensors, so they are put back.
-    """
-    saved = [(m, m.training, dict(m._buffers),
-              {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)})
-             for m in model.modules()]
-    try:
-        yield
-    finally:
-        for module, training, buffers, tensors in saved:
-            module.training = training
-            module._buffers.clear()
-            module._buffers.update(buffers)
-            vars(module).update(tensors)
 
 
 def _no_real_arithmetic(model: nn.Module):

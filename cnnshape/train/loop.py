@@ -10,7 +10,7 @@ the batch loop except a few times per second. Device-dependent switches (autocas
 channels_last, cudnn.benchmark, torch.compile) are settings of the same loop, and all but
 cudnn.benchmark also run on CPU, where the tests exercise them.
 
-The loop never prints: it reports through ``on_event`` callbacks (the dataclasses below).
+The loop never prints: it reports through an ``on_event`` callback (``events.py``).
 """
 
 from __future__ import annotations
@@ -19,155 +19,20 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..errors import CnnshapeError
+from ..models.batchnorm import BatchNorm as ScratchBatchNorm
 from . import data as data_mod
 from . import distributed
+from .config import TrainConfig
 from .data import Dataset, Split
-from .errors import CnnshapeError
-from .models.batchnorm import BatchNorm as ScratchBatchNorm
+from .events import BatchProgress, EpochStats, OnEvent, RunEnd, examples_per_sec
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# ---- configuration ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a run. ``resolve()`` turns the ``auto`` choices into concrete ones."""
-
-    model: str
-    epochs: int
-    lr: float
-    batch_size: int
-    size: int  # input height and width the images are resized to
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    channels_last: bool | None = None  # None: on for CUDA (fast there), off for CPU (slower)
-    compile: bool = False
-    sync_bn: bool = False  # under torchrun: SyncBatchNorm instead of per-rank BatchNorm statistics
-    seed: int = 0
-    dataset: str = "fashion-mnist"  # fashion-mnist | synthetic
-    data_dir: str | None = None  # None: the cache directory, downloading when online
-    out: str | None = None  # run directory; None: runs/<model>-<timestamp>
-    train_limit: int | None = None  # use only the first N training images (quick runs)
-    test_limit: int | None = None  # use only the first N test images
-
-    def __post_init__(self):
-        _check(self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}.")
-        _check(math.isfinite(self.lr) and self.lr > 0,
-               f"--lr must be a positive number, not {self.lr}.")
-        _check(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}.")
-        _check(self.size >= 1, f"--size must be at least 1, not {self.size}.")
-        _check(self.precision in PRECISIONS,
-               f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
-        _check(self.dataset in data_mod.DATASETS,
-               f"--dataset must be one of {', '.join(data_mod.DATASETS)}, not {self.dataset!r}.")
-        for name in ("train_limit", "test_limit"):
-            value = getattr(self, name)
-            _check(value is None or value >= 1, f"{name} must be at least 1, not {value}.")
-
-    def resolve(self) -> TrainConfig:
-        """The same settings with device, precision and channels_last made concrete."""
-        device = resolve_device(self.device)
-        cuda = device.startswith("cuda")
-        precision = self.precision
-        if precision == "auto":
-            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-        channels_last = cuda if self.channels_last is None else self.channels_last
-        return replace(self, device=device, precision=precision, channels_last=channels_last)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise CnnshapeError(message, "Run `cnnshape train --help` for the allowed values.")
-
-
-def resolve_device(name: str) -> str:
-    """auto -> cuda:0 when a GPU is visible, else cpu; cuda -> cuda:0; checks cuda:N exists.
-
-    Under torchrun every CUDA choice means this process's own GPU, cuda:LOCAL_RANK (a resumed
-    run's recorded cuda:0 included)."""
-    if name == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return name
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise CnnshapeError(f"--device {name}: this machine has no usable CUDA GPU.",
-                                "Use --device cpu (or auto, which picks the CPU here).")
-        index = name.partition(":")[2] or "0"
-        if distributed.local_rank() is not None:
-            index = str(distributed.local_rank())
-        count = torch.cuda.device_count()
-        if not index.isdigit() or int(index) >= count:
-            raise CnnshapeError(f"--device {name}: there is no such GPU ({count} visible).",
-                                f"Use cuda:0 to cuda:{count - 1}.")
-        return f"cuda:{int(index)}"
-    raise CnnshapeError(f"Unknown device {name!r}.", "Use auto, cpu, cuda or cuda:N.")
-
-
-# ---- events -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RunStart:
-    config: TrainConfig  # resolved
-    params: int
-    data_source: str
-    n_train: int
-    n_test: int
-    start_epoch: int  # epochs already finished (0 unless resuming)
-    flops_per_image: int | None = None  # forward FLOPs; fit leaves it for the caller to fill
-    run_dir: str | None = None  # filled by run.train_run
-    world_size: int = 1  # processes training together (torchrun); 1: a plain run
-
-
-@dataclass(frozen=True)
-class BatchProgress:
-    epoch: int  # 1-based
-    epochs: int
-    batch: int  # batches done in this epoch
-    batches: int
-    train_loss: float  # running, example-weighted, over this epoch so far
-    train_acc: float
-    images_per_sec: float
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One finished epoch: the event fit sends at its end, and one row of metrics.csv."""
-
-    epoch: int  # 1-based
-    train_loss: float
-    train_acc: float
-    test_acc: float
-    images_per_sec: float  # training images / train_seconds
-    train_seconds: float  # time in the training loop only (the book's timer)
-    seconds: float  # the whole epoch: training and evaluation
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    history: list[EpochStats]
-    examples_per_sec: float  # the book's figure: all training examples / time in training
-    device: str
-
-
-Event = RunStart | BatchProgress | EpochStats | RunEnd
-OnEvent = Callable[[Event], None]
 
 
 class NonFiniteLossError(CnnshapeError):
@@ -181,11 +46,11 @@ class NonFiniteLossError(CnnshapeError):
         )
         self.epoch = epoch
         self.batch = batch
-        self.run_dir = None  # set by run.train_run/resume_run: where the last good checkpoint is
-        self.last_epoch = None  # set there too: the epoch that checkpoint holds (0: none)
+        self.lr = lr
 
 
 # ---- the book's init, optimizer and loss --------------------------------------------------------
+
 
 def init_weights(model: nn.Module) -> None:
     """train_ch6's init: xavier_uniform_ on modules whose type is exactly Linear or Conv2d.
@@ -206,31 +71,25 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def make_scaler(cfg: TrainConfig) -> torch.amp.GradScaler:
     """fp16 needs loss scaling against underflowing gradients; disabled it is a no-op."""
-    cfg = cfg.resolve()
-    return torch.amp.GradScaler(_device_type(cfg), enabled=cfg.precision == "fp16")
+    return torch.amp.GradScaler(cfg.device_type, enabled=cfg.precision == "fp16")
 
 
 def prepare_model(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     """Move the model to the run's device and memory format (in place, parameters kept)."""
-    cfg = cfg.resolve()
     model.to(cfg.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     return model
 
 
-def _device_type(cfg: TrainConfig) -> str:
-    return torch.device(cfg.device).type
-
-
 def _autocast(cfg: TrainConfig):
     if cfg.precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(_device_type(cfg), dtype=_AUTOCAST_DTYPES[cfg.precision])
+    return torch.autocast(cfg.device_type, dtype=_AUTOCAST_DTYPES[cfg.precision])
 
 
 def _configure_backends(cfg: TrainConfig) -> None:
-    if _device_type(cfg) == "cuda":
+    if cfg.device_type == "cuda":
         # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
         torch.backends.cudnn.benchmark = True
         # fp32 must mean the book's fp32 numerics, not TF32 convolutions (PyTorch's default).
@@ -239,11 +98,18 @@ def _configure_backends(cfg: TrainConfig) -> None:
 
 # ---- the loop -----------------------------------------------------------------------------------
 
-def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, on_event: OnEvent | None = None, *,
-        optimizer: torch.optim.Optimizer | None = None,
-        scaler: torch.amp.GradScaler | None = None,
-        history: Sequence[EpochStats] = (),
-        progress_every: float = 0.25) -> list[EpochStats]:
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    on_event: OnEvent | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    history: Sequence[EpochStats] = (),
+    progress_every: float = 0.25,
+) -> list[EpochStats]:
     """Train ``model`` for the epochs of ``cfg`` not yet in ``history``; returns the full history.
 
     A fresh run (empty ``history``) starts, as train_ch6 does, with ``init_weights``; its
@@ -253,7 +119,6 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, on_event: OnEvent | N
     one exactly on CPU. ``data`` must already be on ``cfg.device``. Raises NonFiniteLossError
     when the loss stops being finite; KeyboardInterrupt passes through untouched.
     """
-    cfg = cfg.resolve()
     emit = on_event or (lambda event: None)
     history = list(history)
     if not history:
@@ -263,17 +128,22 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, on_event: OnEvent | N
     optimizer = optimizer or make_optimizer(model, cfg)
     scaler = scaler or make_scaler(cfg)
     step_model, eval_model = _step_and_eval_models(model, cfg)
-    emit(RunStart(cfg, sum(p.numel() for p in model.parameters()), data.source,
-                  len(data.train), len(data.test), start_epoch=len(history),
-                  world_size=distributed.world_size()))
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
-        loss, acc, train_seconds = _train_epoch(step_model, optimizer, scaler, data.train, cfg,
-                                                epoch, emit, progress_every)
+        loss, acc, train_seconds = _train_epoch(
+            step_model, optimizer, scaler, data.train, cfg, epoch, emit, progress_every
+        )
         distributed.broadcast_buffers(model)  # every rank tests the model rank 0 saves
         test_acc = evaluate(eval_model, data.test, cfg)
-        stats = EpochStats(epoch, loss, acc, test_acc, len(data.train) / train_seconds,
-                           train_seconds, time.perf_counter() - started)
+        stats = EpochStats(
+            epoch,
+            loss,
+            acc,
+            test_acc,
+            len(data.train) / train_seconds,
+            train_seconds,
+            time.perf_counter() - started,
+        )
         history.append(stats)
         emit(stats)
     emit(RunEnd(history, examples_per_sec(history), cfg.device))
@@ -308,16 +178,13 @@ def check_sync_bn(model: nn.Module, cfg: TrainConfig) -> None:
         raise CnnshapeError(
             f"--sync-bn cannot convert {cfg.model}'s from-scratch BatchNorm (the book's own "
             "layer, not torch.nn.BatchNorm*): SyncBatchNorm replaces torch's layers only.",
-            "Drop --sync-bn (each rank then keeps its own statistics), or use lenet-bn.")
-    if not cfg.resolve().device.startswith("cuda"):
-        raise CnnshapeError("--sync-bn needs CUDA devices: torch's SyncBatchNorm has no CPU "
-                            "implementation.", "Drop --sync-bn on CPU.")
-
-
-def examples_per_sec(history: Sequence[EpochStats]) -> float:
-    examples = sum(s.images_per_sec * s.train_seconds for s in history)
-    seconds = sum(s.train_seconds for s in history)
-    return examples / seconds if seconds else 0.0
+            "Drop --sync-bn (each rank then keeps its own statistics), or use lenet-bn.",
+        )
+    if cfg.device_type != "cuda":
+        raise CnnshapeError(
+            "--sync-bn needs CUDA devices: torch's SyncBatchNorm has no CPU implementation.",
+            "Drop --sync-bn on CPU.",
+        )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -325,8 +192,16 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-def _train_epoch(model, optimizer, scaler, split: Split, cfg: TrainConfig, epoch: int,
-                 emit: OnEvent, progress_every: float) -> tuple[float, float, float]:
+def _train_epoch(
+    model,
+    optimizer,
+    scaler,
+    split: Split,
+    cfg: TrainConfig,
+    epoch: int,
+    emit: OnEvent,
+    progress_every: float,
+) -> tuple[float, float, float]:
     """One pass over the training split; returns (mean loss, accuracy, seconds).
 
     Under torchrun every rank walks the same global batches and computes on its share of each;
@@ -348,10 +223,16 @@ def _train_epoch(model, optimizer, scaler, split: Split, cfg: TrainConfig, epoch
     loss_fn = nn.CrossEntropyLoss(reduction="sum" if sharded else "mean")
     due = _progress_schedule(progress_every, total)
     started = time.perf_counter()
-    for i, (X, y) in enumerate(data_mod.batches(split, cfg.batch_size, cfg.size,
-                                                shuffle_seed=seed,
-                                                channels_last=cfg.channels_last,
-                                                part=(rank, world))):
+    for i, (X, y) in enumerate(
+        data_mod.batches(
+            split,
+            cfg.batch_size,
+            cfg.size,
+            shuffle_seed=seed,
+            channels_last=cfg.channels_last,
+            part=(rank, world),
+        )
+    ):
         optimizer.zero_grad()
         with _autocast(cfg):
             y_hat = model(X)
@@ -393,8 +274,9 @@ def _progress_schedule(progress_every: float, total: int) -> Callable[[int], boo
     return due
 
 
-def _progress(per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig, epoch: int,
-              started: float) -> BatchProgress:
+def _progress(
+    per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig, epoch: int, started: float
+) -> BatchProgress:
     """Read the per-batch metrics back (the one host sync) and check the loss is finite.
 
     Checking only here, not after every batch, keeps the host from waiting on the device each
@@ -412,14 +294,23 @@ def _progress(per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig
     seen = sum(sizes)
     loss = sum(value * n for value, n in zip(losses, sizes, strict=True)) / seen
     elapsed = max(time.perf_counter() - started, 1e-9)
-    return BatchProgress(epoch, cfg.epochs, done, data_mod.num_batches(len(split), cfg.batch_size),
-                         loss, sum(correct) / seen, seen / elapsed)
+    return BatchProgress(
+        epoch,
+        cfg.epochs,
+        done,
+        data_mod.num_batches(len(split), cfg.batch_size),
+        loss,
+        sum(correct) / seen,
+        seen / elapsed,
+    )
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
-def confusion_matrix(model: nn.Module, split: Split, cfg: TrainConfig,
-                     num_classes: int = len(data_mod.CLASSES)) -> torch.Tensor:
+
+def confusion_matrix(
+    model: nn.Module, split: Split, cfg: TrainConfig, num_classes: int = len(data_mod.CLASSES)
+) -> torch.Tensor:
     """(true class, predicted class) counts over ``split``, in eval mode under no_grad.
 
     Under torchrun each rank predicts its share of every batch and the counts are summed.
@@ -427,15 +318,18 @@ def confusion_matrix(model: nn.Module, split: Split, cfg: TrainConfig,
     no_grad, not inference_mode, as the book: the scratch BatchNorm switches to its moving
     statistics on ``torch.is_grad_enabled()``. The model's train/eval mode is restored after.
     """
-    cfg = cfg.resolve()
     was_training = model.training
     model.eval()
     counts = torch.zeros(num_classes * num_classes, dtype=torch.long, device=cfg.device)
     try:
         with torch.no_grad(), _autocast(cfg):
-            for X, y in data_mod.batches(split, cfg.batch_size, cfg.size,
-                                         channels_last=cfg.channels_last,
-                                         part=(distributed.rank(), distributed.world_size())):
+            for X, y in data_mod.batches(
+                split,
+                cfg.batch_size,
+                cfg.size,
+                channels_last=cfg.channels_last,
+                part=(distributed.rank(), distributed.world_size()),
+            ):
                 cell = y * num_classes + model(X).argmax(dim=1)
                 # index_add_, not bincount: bincount sizes its output from a host-side max().
                 counts.index_add_(0, cell, torch.ones_like(cell))

@@ -20,14 +20,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import CnnshapeError
+from ..errors import CnnshapeError
+from .config import DATASETS
 
 CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 IMAGE_SIZE = 28
-DATASETS = ("fashion-mnist", "synthetic")
 
 # (split, kind) -> the file name as Fashion-MNIST's own site and torchvision spell it.
 FILES = {
@@ -64,16 +72,19 @@ class Dataset:
     classes: tuple[str, ...] = CLASSES
 
     def to(self, device: torch.device | str) -> Dataset:
-        return Dataset(self.name, self.source, self.train.to(device), self.test.to(device),
-                       self.classes)
+        return Dataset(
+            self.name, self.source, self.train.to(device), self.test.to(device), self.classes
+        )
 
     def head(self, n_train: int | None, n_test: int | None) -> Dataset:
         """The first images of each split (for quick runs); None keeps a split whole."""
-        return Dataset(self.name, self.source, self.train.head(n_train), self.test.head(n_test),
-                       self.classes)
+        return Dataset(
+            self.name, self.source, self.train.head(n_train), self.test.head(n_test), self.classes
+        )
 
 
 # ---- reading IDX files ------------------------------------------------------------------------
+
 
 def read_idx(path: Path, ndim: int) -> torch.Tensor:
     """An IDX file (gzipped or not) as a uint8 tensor, checking magic number, dims and length."""
@@ -85,12 +96,13 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise _corrupt(path, "it ends inside its header")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + _product(dims)
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "longer than its header says"
-        raise _corrupt(path, f"it is {what}: {len(raw):,} bytes where dims {dims} "
-                             f"need {expected:,}")
+        raise _corrupt(
+            path, f"it is {what}: {len(raw):,} bytes where dims {dims} need {expected:,}"
+        )
     # bytearray: a writable buffer torch can own (bytes are read-only); one copy, no slicing.
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(dims)
 
@@ -124,14 +136,17 @@ def read_split(images_path: Path, labels_path: Path) -> Split:
     if tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
         raise _corrupt(images_path, f"its images are {list(images.shape[1:])}, not 28x28")
     if len(labels) != len(images):
-        raise _corrupt(labels_path, f"it has {len(labels):,} labels for {len(images):,} images "
-                                    f"in {images_path.name}")
+        raise _corrupt(
+            labels_path,
+            f"it has {len(labels):,} labels for {len(images):,} images in {images_path.name}",
+        )
     if len(labels) and int(labels.max()) >= len(CLASSES):
         raise _corrupt(labels_path, f"it has label {int(labels.max())}; classes are 0-9")
     return Split(images, labels.long())
 
 
 # ---- finding the files ------------------------------------------------------------------------
+
 
 def default_data_dir() -> Path:
     """$CNNSHAPE_DATA, else the user's cache (``$XDG_CACHE_HOME`` or ~/.cache)/cnnshape/..."""
@@ -224,6 +239,7 @@ def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) ->
 
 # ---- batches on the device --------------------------------------------------------------------
 
+
 def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> torch.Tensor:
     """uint8 (B, 28, 28) -> float (B, 1, size, size) in [0, 1], like Resize(size) + ToTensor().
 
@@ -237,8 +253,9 @@ def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> to
     """
     x = images.unsqueeze(1).float()
     if size != IMAGE_SIZE:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True).round_()
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        ).round_()
     x = x.div_(255)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -258,9 +275,15 @@ def share(n: int, rank: int, world: int) -> slice:
     return slice(rank * n // world, (rank + 1) * n // world)
 
 
-def batches(split: Split, batch_size: int, size: int, *, shuffle_seed: int | None = None,
-            channels_last: bool = False,
-            part: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    split: Split,
+    batch_size: int,
+    size: int,
+    *,
+    shuffle_seed: int | None = None,
+    channels_last: bool = False,
+    part: tuple[int, int] = (0, 1),
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches in a shuffled (seeded) or the stored order, on the split's device.
 
     The permutation is drawn on the device from its own seeded generator, so the order of an

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .walk import device_and_dtype, left_as_it_was
+from .._common import input_device_and_dtype, left_as_it_was
 
 
 @dataclass
@@ -58,21 +58,33 @@ class Timing:
         return self.batch / (self.forward.median_ms / 1e3)
 
     def to_dict(self) -> dict:
-        return {"measured": True, "device": self.device, "warmup": self.warmup,
-                "repeats": self.repeats, "threads": self.threads, "batch": self.batch,
-                "forward_ms": vars(self.forward), "images_per_sec": self.images_per_sec}
+        return {
+            "measured": True,
+            "device": self.device,
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "threads": self.threads,
+            "batch": self.batch,
+            "forward_ms": vars(self.forward),
+            "images_per_sec": self.images_per_sec,
+        }
 
 
-def time_model(model: nn.Module, input_shape: tuple[int, ...], *, warmup: int = 3,
-               repeats: int = 20, layers: list[str] | None = None,
-               ) -> tuple[Timing, list[tuple[str, Measured]]]:
+def time_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    warmup: int = 3,
+    repeats: int = 20,
+    layers: list[str] | None = None,
+) -> tuple[Timing, list[tuple[str, Measured]]]:
     """Time ``model``'s forward on a random input, and the calls of the named ``layers``.
 
     Returns the whole forward's timing (runs without hooks, so nothing is added to it) and
     one (name, Measured) per layer call, in execution order. Eval mode, no_grad; the model
     is left as it was: same flags and buffers, no hooks.
     """
-    device, dtype = device_and_dtype(model)
+    device, dtype = input_device_and_dtype(model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     x = torch.randn(input_shape, dtype=dtype, device=device)
     with left_as_it_was(model), torch.no_grad():
@@ -85,8 +97,7 @@ def time_model(model: nn.Module, input_shape: tuple[int, ...], *, warmup: int = 
             forward()
         whole = _repeat(forward, repeats, sync)
         calls = _time_layers(model, forward, set(layers), repeats, sync) if layers else []
-    timing = Timing(str(device), warmup, repeats, torch.get_num_threads(), whole,
-                    input_shape[0])
+    timing = Timing(str(device), warmup, repeats, torch.get_num_threads(), whole, input_shape[0])
     return timing, calls
 
 
@@ -131,5 +142,7 @@ def _time_layers(model, forward, names: set[str], repeats: int, sync):
     finally:
         for handle in handles:
             handle.remove()
-    return [(name, Measured.of([run[i][1] for run in per_run]))
-            for i, (name, _) in enumerate(per_run[0])]
+    return [
+        (name, Measured.of([run[i][1] for run in per_run]))
+        for i, (name, _) in enumerate(per_run[0])
+    ]

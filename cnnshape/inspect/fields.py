@@ -45,16 +45,29 @@ class Field:
 
 _aten = torch.ops.aten
 _WINDOWED = {  # op -> index of its dilation argument (None: the op has none)
-    _aten.max_pool1d: 4, _aten.max_pool2d: 4, _aten.max_pool3d: 4,
-    _aten.max_pool2d_with_indices: 4, _aten.max_pool3d_with_indices: 4,
-    _aten.avg_pool1d: None, _aten.avg_pool2d: None, _aten.avg_pool3d: None,
+    _aten.max_pool1d: 4,
+    _aten.max_pool2d: 4,
+    _aten.max_pool3d: 4,
+    _aten.max_pool2d_with_indices: 4,
+    _aten.max_pool3d_with_indices: 4,
+    _aten.avg_pool1d: None,
+    _aten.avg_pool2d: None,
+    _aten.avg_pool3d: None,
 }
-_ADAPTIVE = {_aten._adaptive_avg_pool2d, _aten._adaptive_avg_pool3d,
-             _aten.adaptive_max_pool2d, _aten.adaptive_max_pool3d}
+_ADAPTIVE = {
+    _aten._adaptive_avg_pool2d,
+    _aten._adaptive_avg_pool3d,
+    _aten.adaptive_max_pool2d,
+    _aten.adaptive_max_pool3d,
+}
 # adaptive_avg_pool2d(x, 1) reaches the dispatcher as x.mean((-1, -2), keepdim=True).
 _REDUCTIONS = {_aten.mean, _aten.sum, _aten.amax}
-_NOT_MODELLED = {_aten.upsample_nearest2d, _aten.upsample_bilinear2d,
-                 _aten._upsample_nearest_exact2d, _aten.upsample_bicubic2d}
+_NOT_MODELLED = {
+    _aten.upsample_nearest2d,
+    _aten.upsample_bilinear2d,
+    _aten._upsample_nearest_exact2d,
+    _aten.upsample_bicubic2d,
+}
 _GROWING = {_aten.convolution, *_WINDOWED, *_ADAPTIVE, *_REDUCTIONS, *_NOT_MODELLED}
 
 
@@ -95,8 +108,11 @@ class FieldTracker(TorchDispatchMode):
 
     def _assign(self, t: torch.Tensor, field: Field) -> None:
         self.fields[t] = field
-        if t.dim() > 2 and not field.pooled and (
-                self.largest is None or math.prod(field.rf) > math.prod(self.largest.rf)):
+        if (
+            t.dim() > 2
+            and not field.pooled
+            and (self.largest is None or math.prod(field.rf) > math.prod(self.largest.rf))
+        ):
             self.largest = field
 
 
@@ -127,8 +143,10 @@ def _expand(value, dims: int) -> list[int]:
 
 
 def _window(field: Field, kernel, stride, dilation) -> Field:
-    rf = tuple(r + (k - 1) * d * j
-               for r, k, d, j in zip(field.rf, kernel, dilation, field.jump, strict=True))
+    rf = tuple(
+        r + (k - 1) * d * j
+        for r, k, d, j in zip(field.rf, kernel, dilation, field.jump, strict=True)
+    )
     jump = tuple(j * s for j, s in zip(field.jump, stride, strict=True))
     return Field(rf, jump, field.pooled)  # a layer after global pooling stays after it
 
@@ -164,6 +182,8 @@ def _merge(known: list[Field]) -> Field:
     """
     spaced = [f for f in known if not f.pooled] or known
     dims = range(len(known[0].rf))
-    return Field(tuple(max(f.rf[i] for f in known) for i in dims),
-                 tuple(max(f.jump[i] for f in spaced) for i in dims),
-                 pooled=all(f.pooled for f in known))
+    return Field(
+        tuple(max(f.rf[i] for f in known) for i in dims),
+        tuple(max(f.jump[i] for f in spaced) for i in dims),
+        pooled=all(f.pooled for f in known),
+    )

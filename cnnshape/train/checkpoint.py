@@ -10,37 +10,29 @@ from __future__ import annotations
 
 import os
 import pickle
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import CnnshapeError
+from .._common import atomic_write
+from ..errors import CnnshapeError
 
 FORMAT = "cnnshape-checkpoint/1"
 FILENAME = "checkpoint.pt"
 _REQUIRED = ("format", "model", "optimizer", "epoch", "config", "history")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(temporary_path)``, then move the result to ``path`` in one step."""
-    path = Path(path)
-    # A unique name in the same directory (same file system, so the rename is atomic), created
-    # with an ordinary open so the final file gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt included: never leave the half-written file
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-         scaler: torch.amp.GradScaler | None, epoch: int, config: dict,
-         history: list[dict]) -> None:
+def save(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    epoch: int,
+    config: dict,
+    history: list[dict],
+) -> None:
     """Model, optimizer (and fp16 loss scaler), last finished epoch, config and history."""
     state = {
         "format": FORMAT,
@@ -65,8 +57,10 @@ def load(path: str | os.PathLike) -> dict:
     """The checkpoint's dict (tensors on the CPU), or a CnnshapeError saying what is wrong."""
     path = resolve_path(path)
     if not path.is_file():
-        raise CnnshapeError(f"No checkpoint at {path}.",
-                            "Pass a run directory (it holds checkpoint.pt) or a checkpoint file.")
+        raise CnnshapeError(
+            f"No checkpoint at {path}.",
+            "Pass a run directory (it holds checkpoint.pt) or a checkpoint file.",
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -80,10 +74,15 @@ def load(path: str | os.PathLike) -> dict:
         ) from exc
     except Exception as exc:  # zip, EOF, I/O errors: to a user they all mean a damaged file
         raise _damaged(path, exc) from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT or any(
-            key not in state for key in _REQUIRED):
-        raise CnnshapeError(f"{path} is not a cnnshape checkpoint.",
-                            "Use a checkpoint.pt written by `cnnshape train`.")
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != FORMAT
+        or any(key not in state for key in _REQUIRED)
+    ):
+        raise CnnshapeError(
+            f"{path} is not a cnnshape checkpoint.",
+            "Use a checkpoint.pt written by `cnnshape train`.",
+        )
     return state
 
 
@@ -94,5 +93,7 @@ def _unsupported_global(exc: Exception) -> str:
 
 def _damaged(path: Path, exc: Exception) -> CnnshapeError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return CnnshapeError(f"{path} is damaged or not a checkpoint: {first}",
-                         "Use the checkpoint of another run, or train again.")
+    return CnnshapeError(
+        f"{path} is damaged or not a checkpoint: {first}",
+        "Use the checkpoint of another run, or train again.",
+    )

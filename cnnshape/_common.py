@@ -1,0 +1,166 @@
+"""What both paths need, and nothing else: device choice, leaving a model as it was,
+torchrun's roles, atomic writes, pictures, and numbers for people.
+
+Inspection (``cnnshape.inspect``) and training (``cnnshape.train``) never import each other;
+both import this module. It imports torch and matplotlib only inside the functions that
+need them, so the CLI can import it for free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import CnnshapeError
+
+# ---- devices ----------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> str:
+    """auto -> cuda:0 when a GPU is visible, else cpu; cuda -> cuda:0; checks cuda:N exists.
+
+    Under torchrun every CUDA choice means this process's own GPU, cuda:LOCAL_RANK (a resumed
+    run's recorded cuda:0 included).
+    """
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise CnnshapeError(
+                f"--device {name}: this machine has no usable CUDA GPU.",
+                "Use --device cpu (or auto, which picks the CPU here).",
+            )
+        index = os.environ["LOCAL_RANK"] if launched() else name.partition(":")[2] or "0"
+        count = torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise CnnshapeError(
+                f"--device {name}: there is no such GPU ({count} visible).",
+                f"Use cuda:0 to cuda:{count - 1}.",
+            )
+        return f"cuda:{int(index)}"
+    raise CnnshapeError(f"Unknown device {name!r}.", "Use auto, cpu, cuda or cuda:N.")
+
+
+def input_device_and_dtype(model) -> tuple:
+    """Where and in what precision a model's inputs must be: those of its first parameter
+    (float32 on the CPU for a model without floating parameters)."""
+    import torch
+
+    param = next(model.parameters(), None)
+    if param is None:
+        return torch.device("cpu"), torch.float32
+    return param.device, param.dtype if param.is_floating_point() else torch.float32
+
+
+@contextlib.contextmanager
+def left_as_it_was(model) -> Iterator[None]:
+    """Restore train/eval flags, buffers and tensor attributes, whatever happens inside.
+
+    A module like the book's from-scratch BatchNorm reassigns its statistics in forward; an
+    inspection on meta or fake tensors would leave those behind, so they are put back.
+    """
+    import torch
+
+    saved = [
+        (
+            m,
+            m.training,
+            dict(m._buffers),
+            {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)},
+        )
+        for m in model.modules()
+    ]
+    try:
+        yield
+    finally:
+        for module, training, buffers, tensors in saved:
+            module.training = training
+            module._buffers.clear()
+            module._buffers.update(buffers)
+            vars(module).update(tensors)
+
+
+# ---- torchrun ---------------------------------------------------------------------------------
+
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def launched() -> bool:
+    """Whether torchrun started this process (it sets RANK, WORLD_SIZE and LOCAL_RANK)."""
+    return all(name in os.environ for name in _TORCHRUN_VARS)
+
+
+def launch_rank() -> int:
+    """The rank torchrun gave this process (0 outside torchrun), known before and after the
+    process group exists: it decides which process speaks for a run."""
+    return int(os.environ["RANK"]) if launched() else 0
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary_path)``, then move the result to ``path`` in one step.
+
+    The temporary file sits next to the target (same file system, so ``os.replace`` is atomic)
+    under a unique name, and is removed whatever happens: a reader sees the old file or the
+    new one, never half of one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt included: never leave the half-written file
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---- pictures ---------------------------------------------------------------------------------
+
+DPI = 100  # figure sizes are in inches; at this DPI they give the pixel sizes tests check
+
+
+def new_figure(size: tuple[float, float], ncols: int = 1):
+    """A matplotlib figure with an Agg canvas and ``ncols`` axes, not pyplot: no global figure
+    state, no GUI backend. matplotlib is imported here, by the commands that draw."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
+
+
+def save_png(fig, path: str | os.PathLike) -> None:
+    """Lay out and write ``fig`` as a PNG, atomically, or say why the path cannot be written."""
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    except OSError as err:
+        raise CnnshapeError(
+            f"Cannot write the picture {path}: {err.strerror or err}.",
+            "Give a path in a folder that exists and you can write to.",
+        ) from None
+
+
+# ---- numbers for people -----------------------------------------------------------------------
+
+
+def human(n: float) -> str:
+    """1234567 -> '1.23 M' (SI prefixes: K = 10^3, M = 10^6, G = 10^9, T = 10^12)."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:g}"
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"

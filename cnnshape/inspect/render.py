@@ -1,0 +1,347 @@
+"""What inspection shows: reports, comparisons, size scans and listings as `View`s.
+
+Each table is a column list applied to items (layer rows, model summaries, size ranges,
+registry entries); ``cnnshape.views`` renders any view as a table, JSON, CSV or Markdown.
+Adding a column is one entry in a column list.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from .._common import human, megabytes
+from ..views import Column, Note, View, choose, table
+from .report import COUNTING_CONVENTION, FIELD_CONVENTION, FIELD_NOTE, MEMORY_CONVENTION, Report
+
+# ---- numbers and units ------------------------------------------------------------------------
+
+
+def shape(s: Sequence[int] | None) -> str:
+    return "[" + ", ".join(map(str, s)) + "]" if s is not None else "-"
+
+
+def window(v) -> str:
+    """A kernel, stride, padding or field: 3x3 (or 'same')."""
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else "x".join(map(str, v))
+
+
+def ratio(r: float | None) -> str:
+    return "" if r is None else f"x{r:.3g}"
+
+
+def milliseconds(t: float | None) -> str:
+    return "" if t is None else f"{t:.3f}"
+
+
+def size_range(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+# ---- show -------------------------------------------------------------------------------------
+
+LAYER_COLUMNS: tuple[Column, ...] = (
+    Column("Layer", lambda r: r.name, lambda r: "  " * (r.depth - 1) + r.name),  # a tree
+    Column("Type", lambda r: r.type),
+    Column("Output shape", lambda r: r.output_shape, lambda r: shape(r.output_shape)),
+    Column("Kernel", lambda r: r.kernel_size, lambda r: window(r.kernel_size)),
+    Column("Stride", lambda r: r.stride, lambda r: window(r.stride)),
+    Column("Padding", lambda r: r.padding, lambda r: window(r.padding)),
+    Column("Params", lambda r: r.params, lambda r: f"{r.params:,}", numeric=True),
+    Column("MACs", lambda r: r.macs, lambda r: human(r.macs), numeric=True),
+    Column("FLOPs", lambda r: r.flops, lambda r: human(r.flops), numeric=True),
+    Column("RF", lambda r: r.receptive_field, lambda r: window(r.receptive_field), option="rf"),
+    Column("Jump", lambda r: r.jump, lambda r: window(r.jump), option="rf"),
+    Column(
+        "Time (ms)",
+        lambda r: r.time_ms,
+        lambda r: milliseconds(r.time_ms),
+        numeric=True,
+        option="time",
+    ),
+    Column(
+        "IQR (ms)",
+        lambda r: r.time_iqr_ms,
+        lambda r: milliseconds(r.time_iqr_ms),
+        numeric=True,
+        option="time",
+    ),
+)
+
+
+def report_view(report: Report, fields: bool = False) -> View:
+    """The walk's table; ``fields`` adds each layer's receptive field and jump (--rf)."""
+    timed = report.timing is not None
+    batch = report.input_shape[0]
+    facts = [
+        f"Input shape: {shape(report.input_shape)}   Output shape: {shape(report.output_shape)}",
+        f"Total params: {report.total_params:,}   Trainable params: {report.trainable_params:,}",
+        f"Total MACs: {report.total_macs:,} ({human(report.total_macs)})   "
+        f"Total FLOPs: {report.total_flops:,} ({human(report.total_flops)})"
+        + (f"   for a batch of {batch}" if batch > 1 else ""),
+        f"Parameter memory: {megabytes(report.param_bytes)}   "
+        f"Activation memory: {megabytes(report.activation_bytes)}",
+    ]
+    notes = [Note(COUNTING_CONVENTION), Note(MEMORY_CONVENTION)]
+    data = report.to_dict()
+    if fields:
+        facts[0] += (
+            f"   Receptive field: {window(report.receptive_field) or 'none'}, "
+            f"jump {window(report.jump) or 'none'}"
+        )
+        notes.append(Note(FIELD_CONVENTION))
+    else:
+        _drop(data, "receptive_field", "jump")
+    if timed:
+        facts.insert(3, _measured_line(report.timing))
+        notes.append(Note(TIME_CONVENTION))
+    else:
+        _drop(data, "time_ms", "time_iqr_ms")
+        del data["timing"]
+    return View(
+        title=f"{report.model} at {shape(report.input_shape)}, depth {report.depth}",
+        columns=choose(LAYER_COLUMNS, rf=fields, time=timed),
+        items=report.rows,
+        data=data,
+        footer=facts + notes,
+    )
+
+
+def _drop(data: dict, *keys: str) -> None:
+    """Optional columns are in the JSON only with their option, as in the table."""
+    for doc in (data, *data["layers"]):
+        for key in keys:
+            doc.pop(key, None)
+
+
+TIME_CONVENTION = (
+    "Times are measured, not derived: real forward passes on a random input, eval mode, "
+    "no_grad, median of the repeats after the warm-up runs; IQR = interquartile range. A "
+    "layer's time includes its timing hooks (microseconds) and, on CUDA, a synchronize "
+    "before and after; the whole forward is timed without hooks, so the layers need not add "
+    "up to it. Other runs and machines will differ."
+)
+
+
+def _measured_line(t) -> str:
+    threads = f" with {t.threads} CPU threads" if t.device == "cpu" else ""
+    return (
+        f"Measured on {t.device}{threads}: forward {t.forward.median_ms:.3f} ms "
+        f"median (IQR {t.forward.spread_ms:.3f} ms), {t.images_per_sec:,.1f} images/s at "
+        f"batch {t.batch}; {t.repeats} repeats after {t.warmup} warm-up runs"
+    )
+
+
+# ---- compare ----------------------------------------------------------------------------------
+
+
+def _figure(header: str, key: str, attribute: str, text: Callable[[int], str]) -> Column:
+    """A derived figure of a fitting model, with its ratio to the first one (x0.28)."""
+
+    def value(s):
+        return getattr(s.report, attribute) if s.report is not None else None
+
+    def shown(s):
+        if s.report is None:
+            return ""
+        return f"{text(value(s))} {ratio((s.relative or {}).get(key))}"
+
+    return Column(header, value, shown, numeric=True)
+
+
+def _images_per_sec(s) -> float | None:
+    return round(s.timing.images_per_sec, 1) if s.timing is not None else None
+
+
+def _per_second(rate: float | None) -> str:
+    return "" if rate is None else f"{rate:,.1f}"
+
+
+def _valid_sizes(s) -> str:
+    return ", ".join(size_range(lo, hi) for lo, hi in s.valid_sizes) or "none"
+
+
+def _output(s) -> str:
+    return shape(s.report.output_shape) if s.report is not None else "does not fit"
+
+
+COMPARE_COLUMNS: tuple[Column, ...] = (
+    Column("Model", lambda s: s.model),
+    Column("Input", lambda s: shape(s.input_shape)),
+    Column("Output", lambda s: s.report and shape(s.report.output_shape), _output),
+    _figure("Params", "params", "total_params", human),
+    _figure("MACs", "macs", "total_macs", human),
+    _figure("FLOPs", "flops", "total_flops", human),
+    _figure("Act. memory", "activation_bytes", "activation_bytes", megabytes),
+    Column("Conv+Linear", lambda s: s.report and s.report.num_weight_layers, numeric=True),
+    Column(
+        "Images/s",
+        _images_per_sec,
+        lambda s: _per_second(_images_per_sec(s)),
+        numeric=True,
+        option="time",
+    ),
+    Column("RF", lambda s: s.report and window(s.report.receptive_field)),
+    Column("Valid sizes", _valid_sizes),
+)
+
+
+def compare_view(summaries) -> View:
+    timed = next((s.timing for s in summaries if s.timing is not None), None)
+    notes = [
+        Note("xN: relative to the first model that fits. " + COUNTING_CONVENTION),
+        Note(
+            "Conv+Linear: number of convolution and Linear layers executed "
+            "(VGG-11 has 11; ResNet-18 counts its three 1x1 shortcut convolutions too)."
+        ),
+        Note("RF: receptive field (HxW) of the last layer before global pooling. " + FIELD_NOTE),
+    ]
+    if timed is not None:
+        notes.append(
+            Note(
+                f"Images/s: measured, not derived: batch {timed.batch} on {timed.device}, batch / "
+                f"median forward time of {timed.repeats} runs after {timed.warmup} warm-up runs."
+            )
+        )
+    failures = [f"{s.model}: {s.error}" for s in summaries if s.report is None]
+    return View(
+        "Comparison",
+        choose(COMPARE_COLUMNS, time=timed is not None),
+        summaries,
+        {"models": [s.to_dict() for s in summaries]},
+        footer=notes + failures,
+    )
+
+
+# ---- sizes ------------------------------------------------------------------------------------
+
+SIZE_COLUMNS: tuple[Column, ...] = (
+    Column("Sizes", lambda r: size_range(r.lo, r.hi)),
+    Column("Result", lambda r: "accepted" if r.layer is None else "refused"),
+    Column("First layer to refuse", lambda r: r.layer),
+    Column("Why (at the range's first size)", lambda r: r.reason),
+)
+
+
+def sizes_view(scan) -> View:
+    return View(
+        title=f"{scan.model}: square inputs 1x{scan.in_channels}xSxS, S = 1..{scan.checked_up_to}",
+        columns=list(SIZE_COLUMNS),
+        items=scan.ranges(),
+        data=scan.to_dict(),
+        footer=[f"Accepted: {scan.describe_valid()}"],
+    )
+
+
+# ---- list -------------------------------------------------------------------------------------
+
+REGISTRY_COLUMNS: tuple[Column, ...] = (
+    Column("Name", lambda s: s.name),
+    Column("Aliases", lambda s: " ".join(s.aliases), lambda s: ", ".join(s.aliases)),
+    Column("Input", lambda s: s.size, lambda s: f"{s.size}x{s.size}"),
+    Column("Params", lambda s: s.params, lambda s: f"{s.params:,}", numeric=True),
+    Column("MACs", lambda s: s.macs, lambda s: human(s.macs), numeric=True),
+    Column("FLOPs", lambda s: s.flops, lambda s: human(s.flops), numeric=True),
+    Column("Book section", lambda s: s.section),
+    Column("Description", lambda s: s.description),
+)
+
+
+def list_view(specs) -> View:
+    """The registry: names, defaults and checked facts, from the registry's metadata alone."""
+    models = [
+        {
+            "name": s.name,
+            "aliases": list(s.aliases),
+            "size": s.size,
+            "params": s.params,
+            "macs": s.macs,
+            "flops": s.flops,
+            "section": s.section,
+            "description": s.description,
+            "recipe": {
+                "lr": s.recipe.lr,
+                "batch_size": s.recipe.batch_size,
+                "epochs": s.recipe.epochs,
+            },
+        }
+        for s in specs
+    ]
+    note = "MACs/FLOPs for one 1-channel image at the default input size. " + COUNTING_CONVENTION
+    return View(
+        "Registered models", list(REGISTRY_COLUMNS), specs, {"models": models}, footer=[Note(note)]
+    )
+
+
+TORCHVISION_COLUMNS: tuple[Column, ...] = (
+    Column("Name", lambda e: e[0]),
+    Column(
+        "Params",
+        lambda e: e[1].get("num_params"),
+        lambda e: f"{e[1]['num_params']:,}" if e[1].get("num_params") else "",
+        numeric=True,
+    ),
+    Column(
+        "GMACs",
+        lambda e: e[1].get("_ops"),
+        lambda e: f"{e[1]['_ops']:g}" if e[1].get("_ops") else "",
+        numeric=True,
+    ),
+    Column("Min size", lambda e: window(e[1].get("min_size"))),
+    Column("Inspect as", lambda e: f"torchvision:{e[0]}"),
+)
+
+
+def torchvision_list_view(entries) -> View:
+    """entries: (name, published weights metadata). Figures are torchvision's, not walked."""
+    models = [
+        {
+            "name": name,
+            "params": meta.get("num_params"),
+            "gmacs": meta.get("_ops"),
+            "min_size": list(meta["min_size"]) if meta.get("min_size") else None,
+        }
+        for name, meta in entries
+    ]
+    note = (
+        "Params, GMACs (at the weights' crop size, 224 for most; torchvision calls them "
+        "GFLOPS) and min size: torchvision's published metadata of the DEFAULT weights, "
+        "read offline. `cnnshape show torchvision:NAME` walks the model itself."
+    )
+    return View(
+        "torchvision classification models",
+        list(TORCHVISION_COLUMNS),
+        entries,
+        {"models": models},
+        footer=[Note(note)],
+    )
+
+
+TIMM_COLUMNS = (Column("Name", lambda n: n), Column("Inspect as", lambda n: f"timm:{n}"))
+
+
+def timm_list_view(names: list[str]) -> View:
+    return View("timm models", list(TIMM_COLUMNS), names, {"models": [{"name": n} for n in names]})
+
+
+# ---- Report display hooks ---------------------------------------------------------------------
+
+
+def report_renderable(report: Report):
+    return table(report_view(report))
+
+
+def to_text(report: Report, width: int = 140) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(report_renderable(report))
+    return console.export_text()
+
+
+def to_html(report: Report) -> str:
+    console = Console(width=140, record=True, file=io.StringIO())
+    console.print(report_renderable(report))
+    return console.export_html(inline_styles=True)

@@ -1,0 +1,237 @@
+"""A run's settings, in two types: what a person asked for, and what the run does.
+
+`TrainSettings` holds what was given (``None``: not given) and may say ``auto``. It is
+resolved once, at the edge, into a `TrainConfig`: every hyperparameter filled from the
+model's seed recipe, the device and precision concrete, the data folder absolute. The loop,
+the checkpoint and config.json only ever see a `TrainConfig`, so nothing downstream wonders
+whether ``auto`` has been decided yet.
+
+Resuming is a policy on the two: a run continues with its own `TrainConfig`; a setting given
+again must agree with it, except the few that may change (`resume_config`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from .._common import resolve_device
+from ..errors import CnnshapeError
+from ..registry import get_spec
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DATASETS = ("fashion-mnist", "synthetic")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a person asked for; ``None`` means not given (the seed recipe or a default)."""
+
+    model: str | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    size: int | None = None  # input height and width the images are resized to
+    device: str | None = None  # auto | cpu | cuda | cuda:N
+    precision: str | None = None  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    channels_last: bool | None = None  # on for CUDA (fast there), off for CPU (slower)
+    compile: bool | None = None
+    sync_bn: bool | None = None  # under torchrun: SyncBatchNorm, statistics over all ranks
+    seed: int | None = None
+    dataset: str | None = None  # fashion-mnist | synthetic
+    data_dir: str | None = None  # None: the cache directory, downloading when online
+    train_limit: int | None = None  # train on the first N images only (quick runs)
+    test_limit: int | None = None  # test on the first N images only
+
+    def given(self) -> dict[str, object]:
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
+
+    def resolve(self) -> TrainConfig:
+        """The concrete config: the seed recipe where nothing was given, ``auto`` decided."""
+        if self.model is None:
+            raise CnnshapeError(
+                "Which model? Give a name, or --resume RUN_DIR.",
+                "Run `cnnshape list` to see every model.",
+            )
+        if ":" in self.model:
+            # Training needs the chapter's recipe and 1-channel Fashion-MNIST inputs.
+            raise CnnshapeError(
+                f"train takes the chapter's registered models, not {self.model}.",
+                "Run `cnnshape list` to see them; `show`, `compare` and `sizes` take "
+                "torchvision, timm and your own models.",
+            )
+        spec = get_spec(self.model)
+        _check_numbers(self)
+        device = resolve_device(self.device or "auto")
+        cuda = device.startswith("cuda")
+        return TrainConfig(
+            model=spec.name,
+            epochs=_given(self.epochs, spec.recipe.epochs),
+            lr=_given(self.lr, spec.recipe.lr),
+            batch_size=_given(self.batch_size, spec.recipe.batch_size),
+            size=_given(self.size, spec.size),
+            device=device,
+            precision=_precision(self.precision, device),
+            channels_last=_given(self.channels_last, cuda),
+            compile=bool(self.compile),
+            sync_bn=bool(self.sync_bn),
+            seed=_given(self.seed, 0),
+            dataset=_given(self.dataset, "fashion-mnist"),
+            data_dir=_absolute(self.data_dir),
+            train_limit=self.train_limit,
+            test_limit=self.test_limit,
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run, concrete: what the loop runs and what a checkpoint records."""
+
+    model: str
+    epochs: int
+    lr: float
+    batch_size: int
+    size: int
+    device: str  # cpu | cuda:N
+    precision: str  # fp32 | bf16 | fp16
+    channels_last: bool
+    compile: bool
+    sync_bn: bool
+    seed: int
+    dataset: str
+    data_dir: str | None  # absolute; None: the cache directory
+    train_limit: int | None
+    test_limit: int | None
+
+    @property
+    def device_type(self) -> str:
+        return self.device.partition(":")[0]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A recorded config, also one written by an older cnnshape (extra keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# What --resume lets change: the length of the run, and where it runs and reads its data.
+MAY_CHANGE_ON_RESUME = ("epochs", "device", "data_dir")
+_FLAGS = {
+    "model": "MODEL",
+    "batch_size": "--batch-size",
+    "channels_last": "--channels-last",
+    "sync_bn": "--sync-bn",
+    "train_limit": "--train-limit",
+    "test_limit": "--test-limit",
+    "data_dir": "--data-dir",
+}
+
+
+def flag(setting: str) -> str:
+    """How a person types a setting: ``batch_size`` -> ``--batch-size``."""
+    return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def resume_config(recorded: TrainConfig, asked: TrainSettings) -> TrainConfig:
+    """The config a resumed run continues with.
+
+    ``--epochs`` sets a new total; ``--device`` moves the run (precision and channels_last are
+    then chosen for the new device unless given); ``--data-dir`` says where the data is now.
+    Any other setting given again must agree with the run, as a person re-running their
+    command with ``--resume`` added would give it; one that differs is refused, naming both
+    values, rather than silently ignored.
+    """
+    _check_numbers(asked)
+    given = asked.given()
+    moving = "device" in given
+    for name, value in given.items():
+        if name in MAY_CHANGE_ON_RESUME or (moving and name in ("precision", "channels_last")):
+            continue
+        ours = _as_recorded(name, value, recorded)
+        if ours != getattr(recorded, name):
+            raise CnnshapeError(
+                f"{flag(name)} cannot change when resuming: the run has "
+                f"{getattr(recorded, name)!r}, not {ours!r}.",
+                f"Leave out {flag(name)}; --resume may change only --epochs (a new total), "
+                "--device and --data-dir.",
+            )
+    config = replace(
+        recorded,
+        epochs=_given(asked.epochs, recorded.epochs),
+        data_dir=_absolute(asked.data_dir) or recorded.data_dir,
+    )
+    if moving:
+        device = resolve_device(asked.device)
+        config = replace(
+            config,
+            device=device,
+            precision=_precision(asked.precision, device),
+            channels_last=_given(asked.channels_last, device.startswith("cuda")),
+        )
+    return config
+
+
+def _as_recorded(name: str, value, recorded: TrainConfig):
+    """A given value in the form the run records it (a model alias -> its name, ...)."""
+    if name == "model":
+        return get_spec(value).name
+    if name == "precision" and value == "auto":
+        return _precision(value, recorded.device)
+    return value
+
+
+# ---- checks and choices -----------------------------------------------------------------------
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def _absolute(path: str | None) -> str | None:
+    """A data folder as an absolute path, so a resume from another folder still finds it."""
+    return None if path is None else str(Path(os.path.expanduser(path)).resolve())
+
+
+def _precision(asked: str | None, device: str) -> str:
+    _check(
+        (asked or "auto") in PRECISIONS,
+        f"--precision must be one of {', '.join(PRECISIONS)}, not {asked!r}.",
+    )
+    if asked not in (None, "auto"):
+        return asked
+    import torch
+
+    cuda = device.startswith("cuda")
+    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _check_numbers(s: TrainSettings) -> None:
+    positive = {
+        "epochs": s.epochs,
+        "batch_size": s.batch_size,
+        "size": s.size,
+        "train_limit": s.train_limit,
+        "test_limit": s.test_limit,
+    }
+    for name, value in positive.items():
+        _check(value is None or value >= 1, f"{flag(name)} must be at least 1, not {value}.")
+    _check(
+        s.lr is None or (math.isfinite(s.lr) and s.lr > 0),
+        f"--lr must be a positive number, not {s.lr}.",
+    )
+    _check(
+        s.dataset is None or s.dataset in DATASETS,
+        f"--dataset must be one of {', '.join(DATASETS)}, not {s.dataset!r}.",
+    )
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise CnnshapeError(message, "Run `cnnshape train --help` for the allowed values.")
