@@ -1,9 +1,16 @@
 """`cnnshape show` against a plain `torchinfo.summary` of the same model, side by side.
 
-Each measurement is a fresh process (imports included, as a user pays them), timed from
-process start to exit, with its peak resident memory. Repeats take the median.
+Each measurement is a fresh process (imports included, as a user waits for them), timed from
+process start to exit, with its peak resident memory. Three columns per case:
 
-    python benchmarks/show_vs_torchinfo.py            # default cases, 3 repeats
+- torchinfo: build the model (real weights, as torchinfo needs them) and summarize it;
+- cnnshape cold: ``cnnshape show`` with the result cache off (CNNSHAPE_NO_CACHE=1): the walk;
+- cnnshape warm: the same command asked again (the answer comes from the result cache).
+
+The three runs of a case are interleaved (torchinfo, cold, warm, torchinfo, ...), so a load
+change on a shared machine hits all columns alike. Medians of the repeats.
+
+    python benchmarks/show_vs_torchinfo.py            # the ten registry models + big inputs
     python benchmarks/show_vs_torchinfo.py --repeats 1 --cases nin:224 nin:4096
 """
 
@@ -16,24 +23,26 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 DEFAULT_CASES = [
     "lenet:28",
     "alexnet:224",
     "vgg:224",
+    "vgg-small:224",
     "nin:224",
     "googlenet:96",
+    "lenet-bn-scratch:28",
+    "lenet-bn:28",
     "resnet18:96",
     "densenet:96",
     "nin:1024",
-    "nin:2048",
     "nin:4096",
-    "resnet18:1024",
     "resnet18:2048",
 ]
 
-# Runs inside the child: do the work, then report wall time since interpreter start and peak RSS.
+# Runs inside the child: do the work, then report wall time since process start and peak RSS.
 CHILD = r"""
 import os, resource, sys, time, json
 start = float(os.environ["BENCH_T0"])
@@ -54,9 +63,8 @@ print(json.dumps({"seconds": time.time() - start, "peak_mb": peak_mb}), file=sys
 """
 
 
-def measure(tool: str, name: str, size: int) -> dict:
-
-    env = dict(os.environ, BENCH_T0=repr(time.time()))
+def measure(tool: str, name: str, size: int, env: dict) -> dict:
+    env = dict(env, BENCH_T0=repr(time.time()))
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, tool, name, str(size)],
         env=env,
@@ -65,17 +73,8 @@ def measure(tool: str, name: str, size: int) -> dict:
         check=False,
     )
     if proc.returncode != 0:
-        return {
-            "seconds": float("nan"),
-            "peak_mb": float("nan"),
-            "error": proc.stderr.strip().splitlines()[-1],
-        }
+        raise RuntimeError(f"{tool} {name}@{size} failed:\n{proc.stderr}")
     return json.loads(proc.stderr.strip().splitlines()[-1])
-
-
-def median_of(tool, name, size, repeats):
-    runs = [measure(tool, name, size) for _ in range(repeats)]
-    return {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb")}
 
 
 def main() -> None:
@@ -84,26 +83,58 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    cache = tempfile.mkdtemp(prefix="cnnshape-bench-cache-")
+    columns = {
+        "torchinfo": ("torchinfo", dict(os.environ)),
+        "cold": ("cnnshape", dict(os.environ, CNNSHAPE_NO_CACHE="1")),
+        "warm": ("cnnshape", dict(os.environ, CNNSHAPE_CACHE_DIR=cache)),
+    }
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}; medians of {args.repeats} fresh processes"
     )
     print(
-        "| case | torchinfo s | cnnshape s | time ratio | torchinfo MB | cnnshape MB "
-        "| memory ratio |"
+        "| case | torchinfo s | cnnshape cold s | cold / torchinfo | cnnshape warm s "
+        "| warm / torchinfo | torchinfo MB | cnnshape cold MB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    cold_ratios, warm_ratios = [], []
     for case in args.cases:
         name, size = case.split(":")
-        base = median_of("torchinfo", name, int(size), args.repeats)
-        ours = median_of("cnnshape", name, int(size), args.repeats)
+        measure("cnnshape", name, int(size), columns["warm"][1])  # fill the cache first
+        runs = {column: [] for column in columns}
+        for _ in range(args.repeats):
+            for column, (tool, env) in columns.items():
+                runs[column].append(measure(tool, name, int(size), env))
+        median = {
+            c: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "peak_mb")}
+            for c, rs in runs.items()
+        }
+        base = median["torchinfo"]["seconds"]
+        cold, warm = median["cold"]["seconds"], median["warm"]["seconds"]
+        if size == str(_default_size(name)):
+            cold_ratios.append(cold / base)
+            warm_ratios.append(warm / base)
         print(
-            f"| {name} @ {size} | {base['seconds']:.2f} | {ours['seconds']:.2f} "
-            f"| x{base['seconds'] / ours['seconds']:.2f} | {base['peak_mb']:.0f} "
-            f"| {ours['peak_mb']:.0f} | x{base['peak_mb'] / ours['peak_mb']:.2f} |",
+            f"| {name} @ {size} | {base:.2f} | {cold:.2f} | x{cold / base:.2f} | {warm:.2f} "
+            f"| x{warm / base:.2f} | {median['torchinfo']['peak_mb']:.0f} "
+            f"| {median['cold']['peak_mb']:.0f} |",
             flush=True,
         )
-    print("\nRatios are torchinfo / cnnshape: above 1 means cnnshape is faster or smaller.")
+    if cold_ratios:
+        print(
+            f"\nAt the default sizes ({len(cold_ratios)} models): cold / torchinfo median "
+            f"x{statistics.median(cold_ratios):.2f}, max x{max(cold_ratios):.2f}; warm / "
+            f"torchinfo median x{statistics.median(warm_ratios):.2f}, "
+            f"max x{max(warm_ratios):.2f}."
+        )
+    print("Ratios are cnnshape / torchinfo: below 1 means cnnshape answers sooner.")
+
+
+def _default_size(name: str) -> int:
+    from cnnshape.registry import get_spec
+
+    return get_spec(name).size
 
 
 if __name__ == "__main__":

@@ -4,26 +4,29 @@ path (train, resume, evaluate), joined here and nowhere else.
 The two paths never import each other. Where training needs inspection (the header's FLOPs
 per image, and refusing an input size the model cannot take, with the reason and the sizes it
 does take) this module walks the model and hands the result to the run.
+
+Importing this module does not import torch: each call imports what it uses, so an answer
+found in the result cache (``cache=True``, what the CLI asks for) costs no torch at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from ._common import resolve_device
 from .errors import CnnshapeError, WalkError
+from .inspect import cache as result_cache
 from .inspect.report import DEFAULT_UP_TO, Report, SizeScan
-from .inspect.sizes import scan_sizes, walk_explained
-from .inspect.sources import Target, is_reference, resolve, torchvision_meta, torchvision_names
-from .inspect.timing import Timing, time_model
-from .inspect.walk import walk
 from .registry import get_spec, list_specs, match_specs
-from .train import run
 from .train.config import TrainSettings
-from .train.events import OnEvent
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .inspect.sources import Target
+    from .inspect.timing import Timing
+    from .train.events import OnEvent
+    from .train.run import EvalResult, Plan, RunResult
 
 # ---- inspection -------------------------------------------------------------------------------
 
@@ -35,6 +38,8 @@ def list_models() -> list[str]:
 
 def torchvision_entries() -> list[tuple[str, dict]]:
     """Every torchvision classification model with its DEFAULT weights' published metadata."""
+    from .inspect.sources import torchvision_meta, torchvision_names
+
     return [(name, torchvision_meta(name)) for name in torchvision_names()]
 
 
@@ -52,6 +57,8 @@ def summary(
     If a layer refuses the input, raises WalkError naming it, and, for image inputs, the
     square sizes the network does accept.
     """
+    from .inspect.sizes import walk_explained
+
     return walk_explained(model, tuple(input_size), depth, name=name)
 
 
@@ -61,6 +68,8 @@ def build_for_inspection(
     """Resolve a model reference and build it on the meta device: no weights are allocated
     or initialized (VGG: 0.5 GB, 2 s). Returns the target, the model and its input channels.
     """
+    from .inspect.sources import resolve
+
     _check_positive(in_channels=in_channels, classes=num_classes)
     target = resolve(ref)
     model, channels = target.build(in_channels, num_classes)
@@ -85,15 +94,40 @@ def show(
     num_classes: int | None = None,
     depth: int = 1,
     timed: TimeSettings | None = None,
+    cache: bool = False,
 ) -> Report:
     """Walk a model at ``size`` (default: the size the book, or ImageNet, uses).
 
     ``name``: a registry name, ``torchvision:NAME``, ``timm:NAME``, ``file.py:Net`` or
     ``package.module:factory`` (see cnnshape.inspect.sources). Channels and classes default to
     the model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``timed`` also runs
-    the model for real and fills ``report.timing`` and each row's measured time.
+    the model for real and fills ``report.timing`` and each row's measured time. ``cache``:
+    answer from (and remember in) the result cache (``cnnshape.inspect.cache``).
     """
     _check_positive(batch=batch)
+    if timed is None and cache:
+        request = {
+            "model": name,
+            "size": size,
+            "batch": batch,
+            "in_channels": in_channels,
+            "classes": num_classes,
+            "depth": depth,
+        }
+        return result_cache.remembered(
+            "show",
+            request,
+            lambda: show(
+                name,
+                size,
+                batch=batch,
+                in_channels=in_channels,
+                num_classes=num_classes,
+                depth=depth,
+            ),
+            asdict,
+            Report.from_fields,
+        )
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     height, width = size or (target.size, target.size)
     report = summary(model, (batch, channels, height, width), depth, name=target.name)
@@ -117,6 +151,9 @@ def _measure(
     layers: list[str] | None = None,
 ):
     """Build the model for real on the chosen device and time it (inspect.timing)."""
+    from ._common import resolve_device
+    from .inspect.timing import time_model
+
     _check_positive(repeats=timed.repeats)
     if timed.warmup < 0:
         raise CnnshapeError(f"--warmup must be at least 0, not {timed.warmup}.")
@@ -127,14 +164,41 @@ def _measure(
     )
 
 
+def scan_sizes(
+    model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_TO, *, name: str | None = None
+) -> SizeScan:
+    """Every square input ``1 x in_channels x S x S`` (S = 1..up_to) that any ``model``
+    accepts, and why it refuses the others."""
+    from .inspect.sizes import scan_sizes as scan
+
+    return scan(model, in_channels, up_to, name=name)
+
+
 def valid_sizes(
     name: str,
     *,
     in_channels: int | None = None,
     num_classes: int | None = None,
     up_to: int = DEFAULT_UP_TO,
+    cache: bool = False,
 ) -> SizeScan:
     """Every square size 1..up_to a model accepts, and why it refuses the rest."""
+    if cache:
+        request = {
+            "model": name,
+            "in_channels": in_channels,
+            "classes": num_classes,
+            "up_to": up_to,
+        }
+        return result_cache.remembered(
+            "sizes",
+            request,
+            lambda: valid_sizes(
+                name, in_channels=in_channels, num_classes=num_classes, up_to=up_to
+            ),
+            asdict,
+            SizeScan.from_fields,
+        )
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     return scan_sizes(model, channels, up_to, name=target.name)
 
@@ -150,6 +214,13 @@ class ModelSummary:
     error: str | None = None
     relative: dict[str, float] | None = None  # each figure / the first model's
     timing: Timing | None = None  # measured whole forward, with --time
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> ModelSummary:
+        """The inverse of ``dataclasses.asdict`` for an unmeasured summary (the cache's)."""
+        report = fields["report"] and Report.from_fields(fields["report"])
+        valid = [tuple(r) for r in fields["valid_sizes"]]
+        return cls(**{**fields, "report": report, "valid_sizes": valid})
 
     def figures(self) -> dict[str, int]:
         r = self.report
@@ -185,16 +256,19 @@ def compare(
     in_channels: int | None = None,
     num_classes: int | None = None,
     timed: TimeSettings | None = None,
+    cache: bool = False,
 ) -> list[ModelSummary]:
     """Summaries of several models (names, 'lenet*' patterns, 'all', references such as
     'torchvision:resnet50'), each relative to the first.
 
     A model that refuses ``size`` gets a row with the reason instead of failing the comparison.
-    ``timed`` also measures each model's whole forward at ``batch`` (images/s).
+    ``timed`` also measures each model's whole forward at ``batch`` (images/s). ``cache``: as
+    for `show`, model by model.
     """
     _check_positive(batch=batch)
     summaries = [
-        _summarize(ref, size, batch, in_channels, num_classes, timed) for ref in _expand(patterns)
+        _summarize(ref, size, batch, in_channels, num_classes, timed, cache)
+        for ref in _expand(patterns)
     ]
     base = next((s for s in summaries if s.report is not None), None)
     if base is not None:
@@ -208,12 +282,30 @@ def _expand(patterns: list[str]) -> list[str]:
     """Registry patterns become names; references outside the registry stay as they are."""
     refs: list[str] = []
     for pattern in patterns:
-        found = [pattern] if is_reference(pattern) else [s.name for s in match_specs([pattern])]
+        # A reference outside the registry has a colon: torchvision:NAME, file.py:Net, ...
+        found = [pattern] if ":" in pattern else [s.name for s in match_specs([pattern])]
         refs += [r for r in found if r not in refs]
     return refs
 
 
-def _summarize(ref, size, batch, in_channels, num_classes, timed) -> ModelSummary:
+def _summarize(ref, size, batch, in_channels, num_classes, timed, cache) -> ModelSummary:
+    if timed is None and cache:
+        request = {
+            "model": ref,
+            "size": size,
+            "batch": batch,
+            "in_channels": in_channels,
+            "classes": num_classes,
+        }
+        return result_cache.remembered(
+            "summary",
+            request,
+            lambda: _summarize(ref, size, batch, in_channels, num_classes, None, False),
+            asdict,
+            ModelSummary.from_fields,
+        )
+    from .inspect.walk import walk
+
     target, model, channels = build_for_inspection(ref, in_channels, num_classes)
     height, width = size or (target.size, target.size)
     shape = [batch, channels, height, width]
@@ -245,9 +337,11 @@ def train(
     *,
     out: str | None = None,
     progress_every: float = 0.25,
-) -> run.RunResult:
+) -> RunResult:
     """Train a registered model on Fashion-MNIST as d2l's train_ch6 does (cnnshape.train)."""
-    return _execute(run.plan_fresh(settings, out), on_event, progress_every)
+    from .train.run import plan_fresh
+
+    return _execute(plan_fresh(settings, out), on_event, progress_every)
 
 
 def resume(
@@ -257,20 +351,26 @@ def resume(
     *,
     out: str | None = None,
     progress_every: float = 0.25,
-) -> run.RunResult:
+) -> RunResult:
     """Continue a run folder from its last finished epoch (settings: see resume_config)."""
-    plan = run.plan_resume(run_dir, settings or TrainSettings(), out=out)
+    from .train.run import plan_resume
+
+    plan = plan_resume(run_dir, settings or TrainSettings(), out=out)
     return _execute(plan, on_event, progress_every)
 
 
-def evaluate(run_dir: str, settings: TrainSettings | None = None) -> run.EvalResult:
+def evaluate(run_dir: str, settings: TrainSettings | None = None) -> EvalResult:
     """Test accuracy, per class, confusion matrix and BatchNorm parameters of a run."""
-    return run.evaluate_run(run_dir, settings)
+    from .train.run import evaluate_run
+
+    return evaluate_run(run_dir, settings)
 
 
-def _execute(plan: run.Plan, on_event: OnEvent | None, progress_every: float) -> run.RunResult:
+def _execute(plan: Plan, on_event: OnEvent | None, progress_every: float) -> RunResult:
+    from .train.run import execute
+
     flops = training_flops(plan.config.model, plan.config.size)
-    return run.execute(plan, flops, on_event, progress_every=progress_every)
+    return execute(plan, flops, on_event, progress_every=progress_every)
 
 
 def training_flops(model: str, size: int) -> int:

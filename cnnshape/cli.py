@@ -412,7 +412,7 @@ def show(
     from . import api
     from .inspect.render import report_view
 
-    report = api.show(model, **shape.shape(), depth=depth, timed=timing.settings())
+    report = api.show(model, **shape.shape(), depth=depth, timed=timing.settings(), cache=True)
     if output.plot is not None:
         from .inspect.pictures import plot_report
 
@@ -444,7 +444,7 @@ def compare(
     from . import api
     from .inspect.render import compare_view
 
-    summaries = api.compare(models, **shape.shape(), timed=timing.settings())
+    summaries = api.compare(models, **shape.shape(), timed=timing.settings(), cache=True)
     if output.plot is not None:
         from .inspect.pictures import plot_compare
 
@@ -472,7 +472,8 @@ def sizes(
     from . import api
     from .inspect.render import sizes_view
 
-    emit(sizes_view(api.valid_sizes(model, in_channels=in_channels, up_to=up_to)), format)
+    scan = api.valid_sizes(model, in_channels=in_channels, up_to=up_to, cache=True)
+    emit(sizes_view(scan), format)
 
 
 # ---- training ---------------------------------------------------------------------------------

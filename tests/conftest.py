@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -26,6 +28,13 @@ def update_golden(request) -> bool:
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_result_cache(tmp_path_factory):
+    """The tests' own result cache (also for their subprocesses), never the user's."""
+    os.environ["CNNSHAPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("result-cache"))
+    os.environ.pop("CNNSHAPE_NO_CACHE", None)
 
 
 _runner = CliRunner()

@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import assert_clean_error
@@ -115,10 +117,16 @@ def test_a_size_the_network_cannot_take():
     assert result.stdout == ""
 
 
-def test_debug_shows_the_traceback():
-    result = run("--debug", "show", "resnet19")
-    assert result.exit_code != 0
-    assert result.exception is not None
+def test_debug_shows_the_traceback_and_only_debug_does():
+    def cnnshape(*args):
+        command = [sys.executable, "-m", "cnnshape", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    plain, debug = cnnshape("sizes", "resnet19"), cnnshape("--debug", "sizes", "resnet19")
+    assert plain.returncode == debug.returncode == 1
+    assert "Traceback" not in plain.stderr and "Error: Unknown model" in plain.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "cnnshape.errors.CnnshapeError: Unknown model 'resnet19'" in debug.stderr
 
 
 def test_list_shows_every_model_with_counts():

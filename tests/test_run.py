@@ -270,3 +270,66 @@ def test_the_run_header_carries_the_walks_forward_flops(fashion_dir, tmp_path):
     assert isinstance(starts[0], RunStart)
     assert starts[0].flops_per_image == 563_280  # lenet-bn at 28x28: 2 x 281,640 MACs
     assert starts[0].run_dir == str(tmp_path / "r")
+
+
+# ---- one way to count ---------------------------------------------------------------------------
+
+
+class Attend(torch.nn.Module):
+    """Patches of a 28x28 image attend to each other: scaled_dot_product_attention."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.patches = torch.nn.Conv2d(in_channels, 8, kernel_size=4, stride=4)
+        self.head = torch.nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        batch = x.shape[0]
+        heads = self.patches(x).flatten(2).view(batch, 2, 4, 49).transpose(2, 3).contiguous()
+        mixed = torch.nn.functional.scaled_dot_product_attention(heads, heads, heads)
+        return self.head(mixed.transpose(1, 2).reshape(batch, 49, 8).mean(1))
+
+
+def test_the_training_header_counts_what_show_counts_attention_included(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cnnshape import registry
+
+    models = types.ModuleType("cnnshape.models.attend")
+    models.attend = Attend
+    monkeypatch.setitem(sys.modules, "cnnshape.models.attend", models)
+    spec = registry.ModelSpec(
+        "attend",
+        "attend:attend",
+        size=28,
+        section="test",
+        recipe=registry.Recipe(0.1, 32),
+        description="",
+        params=0,
+        macs=0,
+    )
+    monkeypatch.setitem(registry._LOOKUP, "attend", spec)
+
+    starts = []
+    settings = TrainSettings(
+        "attend", epochs=1, device="cpu", dataset="synthetic", train_limit=64, test_limit=32
+    )
+    api.train(
+        settings,
+        lambda e: starts.append(e) if isinstance(e, RunStart) else None,
+        out=tmp_path / "run",
+    )
+    shown = api.show("attend").total_flops
+    with torch.device("meta"):
+        meta = Attend()
+    with FlopCounterMode(display=False) as on_meta:
+        meta(torch.empty(1, 1, 28, 28, device="meta"))
+    with torch.no_grad(), FlopCounterMode(display=False) as on_cpu:  # as a header might
+        Attend()(torch.zeros(1, 1, 28, 28))
+    assert starts[0].flops_per_image == shown == on_meta.get_total_flops()
+    # A count on real CPU tensors would have missed the attention (FlopCounterMode has no
+    # formula for its fused CPU kernel): why the header walks instead.
+    assert on_cpu.get_total_flops() < shown

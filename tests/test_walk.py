@@ -188,4 +188,7 @@ def test_report_prints_as_a_table_and_converts_to_json():
     text = str(report)
     assert "Conv2d" in text and "61,706" in text
     assert report.to_dict()["total_params"] == 61_706
+    # Plain data: its repr is one short line, not a 140-column table.
+    assert repr(report).startswith("Report(model='lenet'") and "\n" not in repr(report)
+    assert len(repr(report)) < 160
     assert "<table" in report._repr_html_() or "<pre" in report._repr_html_()

@@ -104,6 +104,13 @@ class Report:
     def total_macs(self) -> int:
         return flops_to_macs(self.total_flops)
 
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Report:
+        """The inverse of ``dataclasses.asdict`` for a report without timing (the cache's)."""
+        if fields.get("timing") is not None:
+            raise ValueError("a measured report is not rebuilt from plain fields")
+        return cls(**{**fields, "rows": [Row(**row) for row in fields["rows"]]})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -169,6 +176,17 @@ class SizeScan:
     checked_up_to: int
     valid: list[tuple[int, int]]
     invalid: list[SizeRange] = field(default_factory=list)
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> SizeScan:
+        """The inverse of ``dataclasses.asdict`` (the cache's)."""
+        return cls(
+            **{
+                **fields,
+                "valid": [tuple(r) for r in fields["valid"]],
+                "invalid": [SizeRange(**r) for r in fields["invalid"]],
+            }
+        )
 
     def ranges(self) -> list[SizeRange]:
         """Accepted and refused ranges together, in size order."""

@@ -8,10 +8,12 @@ have Python meta kernels whose checks import sympy (half a second). That is star
 nothing (nothing here is compiled or symbolic). For those ops, and for pointwise arithmetic,
 `ShapeRules` answers with an empty tensor of the right shape and dtype.
 
-Every rule is exact by construction: it only answers the cases it fully understands (valid
-sizes, contiguous floating tensors of one dtype) and hands everything else, errors included,
-to PyTorch's own kernel, so a refused input fails with PyTorch's own message. Tests compare
-every rule with PyTorch's meta kernels on the registry's and torchvision's models.
+Every rule is exact by construction: it only answers the cases it fully understands
+(contiguous floating tensors of one dtype, plain settings) and hands everything else to
+PyTorch's own kernel. The refusals a size scan meets at every model (a window larger than
+its input, a Linear layer's width) are raised with the meta kernel's own message. Tests
+compare every rule, outputs and refusals alike, with PyTorch's meta kernels on the
+registry's and torchvision's models.
 """
 
 from __future__ import annotations
@@ -22,27 +24,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 aten = torch.ops.aten
 
 # Float-in, float-out pointwise ops common in CNN forwards: the output is the broadcast of
-# the inputs, in their dtype. Their in-place variants (relu_, add_, ...) keep their first input.
-POINTWISE = {
-    aten.relu,
-    aten.sigmoid,
-    aten.tanh,
-    aten.hardtanh,
-    aten.clamp,
-    aten.gelu,
-    aten.silu,
-    aten.hardswish,
-    aten.hardsigmoid,
-    aten.leaky_relu,
-    aten.elu,
-    aten.add,
-    aten.sub,
-    aten.mul,
-    aten.div,
-    aten.sqrt,
-    aten.rsqrt,
-    aten.exp,
-    aten.neg,
+# the inputs, in their dtype. Their in-place variants (relu_, add_, ...) return their first
+# input, whose shape the broadcast must keep.
+_POINTWISE_NAMES = (
+    "relu", "sigmoid", "tanh", "hardtanh", "clamp", "gelu", "silu", "hardswish", "hardsigmoid",
+    "leaky_relu", "elu", "add", "sub", "mul", "div", "sqrt", "rsqrt", "exp", "neg",
+)  # fmt: skip
+POINTWISE = {getattr(aten, name) for name in _POINTWISE_NAMES}
+POINTWISE_IN_PLACE = {
+    getattr(aten, name + "_") for name in _POINTWISE_NAMES if hasattr(aten, name + "_")
 }
 
 
@@ -67,8 +57,10 @@ class ShapeRules(TorchDispatchMode):
 
 def _rule_for(func):
     packet = func._overloadpacket
-    if packet in POINTWISE:
-        return _pointwise_in_place if func._schema.is_mutable else _pointwise
+    if packet in POINTWISE and not func._schema.is_mutable:  # not the out= overloads
+        return _pointwise
+    if packet in POINTWISE_IN_PLACE:
+        return _pointwise_in_place
     return RULES.get(func)
 
 
@@ -122,18 +114,21 @@ def _pointwise_in_place(self, *args, **kwargs):
 def _mm(a, b):
     # A matrix product's output is a new contiguous matrix whatever its inputs' layout (a
     # Linear layer passes its weight transposed).
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+    if a.dim() != 2 or b.dim() != 2 or _one_float_dtype([a, b], contiguous=False) is None:
         return None
-    if _one_float_dtype([a, b], contiguous=False) is None:
-        return None
+    if a.shape[1] != b.shape[0]:
+        # The meta kernel's own words (an input size a Linear layer refuses, often).
+        raise RuntimeError(
+            f"a and b must have same reduction dim, but got {list(a.shape)} X {list(b.shape)}."
+        )
     return torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype, device=a.device)
 
 
 def _addmm(bias, a, b, *, beta=1, alpha=1):
-    out = _mm(a, b)
-    if out is None or _one_float_dtype([bias, a], contiguous=False) is None:
+    if _one_float_dtype([bias, a], contiguous=False) is None:
         return None
-    return out if _broadcast([bias, out]) == list(out.shape) else None
+    out = _mm(a, b)
+    return out if out is not None and _broadcast([bias, out]) == list(out.shape) else None
 
 
 def _cat(tensors, dim=0):
@@ -164,38 +159,39 @@ def _mean(x, dim=None, keepdim=False, *, dtype=None):
 
 def _convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     """PyTorch's formula, (size + 2 padding - dilation (kernel - 1) - 1) // stride + 1, for
-    plain (not transposed) convolutions whose window fits and whose output is not empty."""
+    plain (not transposed) convolutions."""
     spatial = x.dim() - 2
-    if transposed or spatial < 1 or weight.dim() != x.dim():
+    if transposed or spatial < 1 or weight.dim() != x.dim() or x.shape[0] < 1:
         return None
     if _one_float_dtype([x, weight]) is None or x.shape[1] != weight.shape[1] * groups:
         return None
     if bias is not None and bias.shape != weight.shape[:1]:
         return None
     stride, padding, dilation = (_per_axis(v, spatial) for v in (stride, padding, dilation))
-    if None in (stride, padding, dilation):
+    if None in (stride, padding, dilation) or min(stride) < 1:
         return None
-    sizes = []
-    axes = zip(x.shape[2:], weight.shape[2:], stride, padding, dilation, strict=True)
-    for size, kernel, s, p, d in axes:
-        reach = d * (kernel - 1) + 1
-        if size + 2 * p < reach or s < 1:
-            return None
-        sizes.append((size + 2 * p - reach) // s + 1)
-    if x.shape[0] < 1:
-        return None
+    padded = [size + 2 * p for size, p in zip(x.shape[2:], padding, strict=True)]
+    reach = [d * (k - 1) + 1 for k, d in zip(weight.shape[2:], dilation, strict=True)]
+    if any(have < need for have, need in zip(padded, reach, strict=True)):
+        # The meta kernel's own words (an input smaller than a window, as in a size scan).
+        raise RuntimeError(
+            f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). "
+            f"Kernel size: ({' x '.join(map(str, reach))}). "
+            "Kernel size can't be greater than actual input size"
+        )
+    sizes = [(have - need) // s + 1 for have, need, s in zip(padded, reach, stride, strict=True)]
     return torch.empty((x.shape[0], weight.shape[0], *sizes), dtype=x.dtype, device=x.device)
 
 
 def _pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool):
-    """PyTorch's pooling_output_shape, or None where the pooling layer would refuse."""
+    """PyTorch's pooling_output_shape, or None where the layer's settings are refused."""
     reach = dilation * (kernel - 1) + 1
     if kernel < 1 or stride < 1 or dilation < 1 or pad < 0 or pad > kernel // 2:
         return None
     out = (size + 2 * pad - reach + (stride - 1 if ceil else 0)) // stride + 1
     if ceil and (out - 1) * stride >= size + pad:
         out -= 1  # the last window must start inside the input or its left padding
-    return out if out >= 1 else None
+    return out
 
 
 def _pool2d(x, kernel, stride, padding, dilation, ceil_mode):
@@ -209,7 +205,16 @@ def _pool2d(x, kernel, stride, padding, dilation, ceil_mode):
         _pooled_size(*args, ceil_mode)
         for args in zip(x.shape[2:], kernel, stride, padding, dilation, strict=True)
     ]
-    return None if None in sizes else [x.shape[0], x.shape[1], *sizes]
+    if None in sizes:
+        return None
+    if min(sizes) < 1:
+        # The meta kernel's own words (an input smaller than a window, as in a size scan).
+        given, calculated = (f"{x.shape[1]}x{h}x{w}" for h, w in (x.shape[2:], sizes))
+        raise RuntimeError(
+            f"Given input size: ({given}). Calculated output size: ({calculated}). "
+            "Output size is too small"
+        )
+    return [x.shape[0], x.shape[1], *sizes]
 
 
 def _max_pool2d(x, kernel, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):

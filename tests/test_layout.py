@@ -1,0 +1,65 @@
+"""The layout tells the story: inspection and training never import each other; what both
+need lives in the shared modules, which import neither."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import cnnshape
+
+PACKAGE = Path(cnnshape.__file__).parent
+SHARED = ["_common.py", "views.py", "errors.py", "registry.py"]
+
+
+def cnnshape_imports(path: Path) -> set[str]:
+    """The cnnshape modules a file imports when it runs, as absolute names (relative imports
+    resolved; imports for type annotations only, under ``if TYPE_CHECKING:``, left out)."""
+    package = ".".join(("cnnshape", *path.relative_to(PACKAGE).parent.parts))
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name.split(".")[0] == "cnnshape"}
+
+
+def files(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize(
+    ("path", "forbidden"),
+    [
+        *((p, "cnnshape.train") for p in files("inspect")),
+        *((p, "cnnshape.inspect") for p in files("train")),
+        *((p, "cnnshape.inspect") for p in files("models")),
+        *((p, "cnnshape.train") for p in files("models")),
+    ],
+)
+def test_the_two_paths_never_import_each_other(path, forbidden):
+    crossing = {m for m in cnnshape_imports(path) if m.startswith(forbidden)}
+    assert not crossing, f"{path.relative_to(PACKAGE)} imports {crossing}"
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_the_shared_modules_import_neither_path(name):
+    imports = cnnshape_imports(PACKAGE / name)
+    assert not {m for m in imports if m.startswith(("cnnshape.inspect", "cnnshape.train"))}
+
+
+def test_the_checker_sees_relative_imports():
+    imports = cnnshape_imports(PACKAGE / "inspect" / "walk.py")
+    assert "cnnshape._common" in imports and "cnnshape.inspect.shapes" in imports
