@@ -111,16 +111,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
     The temporary file sits next to the target (same file system, so ``os.replace`` is atomic)
     under a unique name, and is removed whatever happens: a reader sees the old file or the
-    new one, never half of one.
+    new one, never half of one. The file and then its folder are flushed to the disk before
+    and after the rename, so a power cut cannot leave a renamed file with missing contents.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt included: never leave the half-written file
         tmp.unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):  # some file systems cannot flush a folder; the file is
+        _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+TEMPORARY_GLOB = ".*.tmp"  # what atomic_write's temporary files look like
 
 
 # ---- pictures ---------------------------------------------------------------------------------
@@ -137,18 +152,6 @@ def new_figure(size: tuple[float, float], ncols: int = 1):
     fig = Figure(figsize=size, dpi=DPI)
     FigureCanvasAgg(fig)
     return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
-
-
-def save_png(fig, path: str | os.PathLike) -> None:
-    """Lay out and write ``fig`` as a PNG, atomically, or say why the path cannot be written."""
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    except OSError as err:
-        raise CnnshapeError(
-            f"Cannot write the picture {path}: {err.strerror or err}.",
-            "Give a path in a folder that exists and you can write to.",
-        ) from None
 
 
 # ---- numbers for people -----------------------------------------------------------------------

@@ -11,6 +11,8 @@ found in the result cache (``cache=True``, what the CLI asks for) costs no torch
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -158,10 +160,27 @@ def _measure(
     if timed.warmup < 0:
         raise CnnshapeError(f"--warmup must be at least 0, not {timed.warmup}.")
     device = resolve_device(timed.device)
-    model, _ = target.build(in_channels, num_classes, device=device)
-    return time_model(
-        model, tuple(shape), warmup=timed.warmup, repeats=timed.repeats, layers=layers
-    )
+    try:
+        model, _ = target.build(in_channels, num_classes, device=device)
+        return time_model(
+            model, tuple(shape), warmup=timed.warmup, repeats=timed.repeats, layers=layers
+        )
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(err):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(err))
+        size = f" (one allocation alone: {int(asked[1]) / 1e9:,.1f} GB)" if asked else ""
+        raise CnnshapeError(
+            f"Not enough memory on {device} to time {target.name} at "
+            f"{'x'.join(map(str, shape))}{size}.",
+            "--time runs the real model: give a smaller --batch or --size (the table "
+            "without --time needs no memory at any size).",
+        ) from None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text
 
 
 def scan_sizes(
@@ -335,13 +354,17 @@ def train(
     settings: TrainSettings,
     on_event: OnEvent | None = None,
     *,
-    out: str | None = None,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
     progress_every: float = 0.25,
 ) -> RunResult:
-    """Train a registered model on Fashion-MNIST as d2l's train_ch6 does (cnnshape.train)."""
+    """Train a registered model on Fashion-MNIST as d2l's train_ch6 does (cnnshape.train).
+
+    ``out``: the run folder (default runs/<model>-<time>); ``force`` takes one that is not
+    empty and not a run (cnnshape's files there are replaced)."""
     from .train.run import plan_fresh
 
-    return _execute(plan_fresh(settings, out), on_event, progress_every)
+    return _execute(plan_fresh(settings, out, force), on_event, progress_every)
 
 
 def resume(
@@ -369,7 +392,12 @@ def evaluate(run_dir: str, settings: TrainSettings | None = None) -> EvalResult:
 def _execute(plan: Plan, on_event: OnEvent | None, progress_every: float) -> RunResult:
     from .train.run import execute
 
-    flops = training_flops(plan.config.model, plan.config.size)
+    try:
+        flops = training_flops(plan.config.model, plan.config.size)
+    except BaseException:
+        if plan.resumed is not None:
+            plan.resumed.release()
+        raise
     return execute(plan, flops, on_event, progress_every=progress_every)
 
 

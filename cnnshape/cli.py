@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import typing
 from dataclasses import asdict, dataclass
@@ -85,10 +86,18 @@ def friendly_errors(command):
                 console(stderr=True).print(table(partial))
             _print_error(err.message, err.hint)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM while training (train/signals.py)
             if launch_rank() == 0:
                 console(stderr=True).print("Interrupted.")
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + getattr(stop, "signum", signal.SIGINT)) from None
+        except SystemExit as exit:  # not ours (typer.Exit is not a SystemExit): a model's code
+            if _debug:
+                raise
+            _print_error(
+                f"the model's code called sys.exit({exit.code!r}).",
+                "cnnshape runs the model's code; it must return, not exit the process.",
+            )
+            raise typer.Exit(1) from None
         except BrokenPipeError:  # `cnnshape show ... | head`: the reader left, nothing to say
             # Python's documented recipe: point stdout at devnull so the flush at exit is quiet.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -299,22 +308,27 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     """'96' -> (96, 96); '224x192' -> (224, 192) (height x width)."""
     if text is None:
         return None
+    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
     if not match:
         raise CnnshapeError(
-            f"--size {text!r} is not a size.",
+            f"--size {shown!r} is not a size.",
             "Give one number for a square input (--size 96) or HxW (--size 224x192).",
         )
+    if any(len(digits) > 18 for digits in match.groups() if digits):
+        raise CnnshapeError(f"--size {shown!r} is too large: a tensor side is at most 2^63 - 1.")
     height = int(match.group(1))
     width = int(match.group(2) or height)
     if height < 1 or width < 1:
-        raise CnnshapeError(f"--size {text!r}: height and width must be at least 1.")
+        raise CnnshapeError(f"--size {shown!r}: height and width must be at least 1.")
     return height, width
 
 
 def emit(view: View, fmt: Format) -> None:
     if fmt is Format.table:
-        console().print(table(view))
+        out = console()
+        # In a terminal long footer lines wrap to its width; piped, each stays one line.
+        out.print(table(view), soft_wrap=not out.is_terminal)
     else:
         print(to_string(view, fmt))
 
@@ -535,8 +549,20 @@ def train(
         typer.Option("--train-limit", help="Train on the first N images only (quick runs)."),
     ] = None,
     out: Annotated[
-        str | None, typer.Option(help="Run folder (default: runs/<model>-<timestamp>).")
+        str | None,
+        typer.Option(
+            help="Run folder: new or empty, or one a run started but never saved an epoch in "
+            "(default: runs/<model>-<timestamp>)."
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Use an --out folder that holds other files (cnnshape replaces its own "
+            "config.json, metrics.csv, curves.png and checkpoint.pt there).",
+        ),
+    ] = False,
     resume: Annotated[
         str | None,
         typer.Option(help="Continue the run in this folder from its last finished epoch."),
@@ -553,9 +579,10 @@ def train(
     autocast and channels_last (--precision fp32 gives the book's numerics).
 
     The run folder gets config.json, metrics.csv, curves.png and checkpoint.pt after
-    every epoch. Ctrl-C stops after saving the last finished epoch (exit 130); continue
-    with --resume DIR, which may change only --epochs (a new total), --device and
-    --data-dir; any other setting given again must agree with the run.
+    every epoch; one process owns it at a time. Ctrl-C or SIGTERM stops after saving the
+    last finished epoch (exit 130 or 143); continue with --resume DIR, which may change
+    only --epochs (a new total), --device and --data-dir; any other setting given again
+    must agree with the run.
 
     Several GPUs or machines: launch with torchrun (torchrun --nproc_per_node=8 -m cnnshape
     train resnet18): DistributedDataParallel, one process per GPU (gloo on CPU).
@@ -571,7 +598,8 @@ def train(
     from . import api
     from .train import distributed
     from .train.config import TrainSettings
-    from .train.display import TrainDisplay, book_lines, history_view
+    from .train.display import TrainDisplay, book_lines, history_view, stopped_message
+    from .train.signals import stop_on_signals
 
     settings = TrainSettings(
         model=model,
@@ -590,15 +618,16 @@ def train(
         test_limit=data.test_limit,
     )
     speaker = launch_rank() == 0  # under torchrun rank 0 speaks for everyone
-    with distributed.session(), TrainDisplay(console(stderr=True), enabled=speaker) as display:
+    display = TrainDisplay(console(stderr=True), enabled=speaker)
+    with stop_on_signals(), distributed.session(), display:
         if resume is not None:
             result = api.resume(resume, settings, display, out=out)
         else:
-            result = api.train(settings, display, out=out)
-    if result.interrupted:
+            result = api.train(settings, display, out=out, force=force)
+    if result.stopped_by is not None:
         if speaker:
-            console(stderr=True).print(interrupted_message(result), highlight=False)
-        raise typer.Exit(130)
+            console(stderr=True).print(stopped_message(result), highlight=False)
+        raise typer.Exit(128 + result.stopped_by)
     if not speaker:
         return
     if format is Format.json:
@@ -614,15 +643,6 @@ def train(
         print(book_lines(result))
     else:
         print(to_string(history_view(result), format))
-
-
-def interrupted_message(result) -> str:
-    if not result.history:
-        return "Interrupted before the first epoch finished: nothing to resume."
-    return (
-        f"Interrupted. Epoch {len(result.history)} is saved in {result.run_dir}; "
-        f"continue with:\n  cnnshape train --resume {result.run_dir}"
-    )
 
 
 def _print_json(data) -> None:

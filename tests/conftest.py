@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -28,6 +29,16 @@ def update_golden(request) -> bool:
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A stopped training run leaves Ctrl-C and SIGTERM ignored for the rest of its process
+    (the CLI's process is on its way out); in the one test process, each test starts anew."""
+    saved = {each: signal.getsignal(each) for each in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for each, handler in saved.items():
+        signal.signal(each, handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,12 +1,15 @@
 """`cnnshape train` and `cnnshape eval` as a user runs them, on tiny IDX files."""
 
 import json
+import signal
 
 import pytest
 from conftest import cli
 from fmnist_files import write_fashion_dir
 
 from cnnshape import api
+from cnnshape.train.config import TrainSettings
+from cnnshape.train.events import EpochStats
 from cnnshape.train.run import RunResult
 
 
@@ -129,13 +132,13 @@ def test_eval_of_a_missing_run(tmp_path):
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(monkeypatch, tmp_path):
-    # The engine's own tests deliver a real SIGINT; here: what the CLI does with the outcome.
-    def interrupted_run(settings, on_event, out):
-        return RunResult(
-            tmp_path, settings.resolve(), history=[object()], interrupted=True, examples_per_sec=0.0
-        )
+    # The fault-injection tests send real signals; here: what the CLI does with the outcome.
+    def stopped_run(settings, on_event, out, force):
+        history = [EpochStats(1, 0.5, 0.8, 0.8, 1.0, 1.0, 1.0)]
+        config = TrainSettings("lenet", device="cpu").resolve()
+        return RunResult(tmp_path, config, history, signal.SIGINT, examples_per_sec=0.0)
 
-    monkeypatch.setattr(api, "train", interrupted_run)
+    monkeypatch.setattr(api, "train", stopped_run)
     result = cli("train", "lenet", "--dataset", "synthetic")
     assert result.exit_code == 130
     assert f"cnnshape train --resume {tmp_path}" in result.stderr

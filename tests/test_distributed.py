@@ -24,7 +24,7 @@ from cnnshape.train.data import Split, batches
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TIMEOUT = 120
-RUN_FILES = {"config.json", "metrics.csv", "curves.png", "checkpoint.pt"}
+RUN_FILES = {"config.json", "metrics.csv", "curves.png", "checkpoint.pt", ".cnnshape-lock"}
 # 200 images in global batches of 63: 63, 63, 63, 11. Every batch splits unevenly over two
 # ranks (31/32, and 5/6 for the last), so a loss that were not scaled by each rank's share
 # would give a different step than one process.
@@ -137,7 +137,8 @@ def test_a_failing_rank_ends_the_run_non_zero_without_hanging(fashion_dir, tmp_p
     assert time.monotonic() - started < 60
     if how == "raise":
         assert "[rank 1] Error: internal error: RuntimeError: test: rank 1 fails" in result.stderr
-    assert "[rank 0] Error:" in result.stderr  # the survivor says why it stopped too
+    # The survivor says why it stopped too: its next collective failed, or torchrun stopped it.
+    assert "[rank 0] Error:" in result.stderr or "torchrun stops every rank" in result.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
@@ -195,3 +196,24 @@ def test_sync_bn_refuses_the_from_scratch_batchnorm_once(fashion_dir, tmp_path):
     assert result.returncode != 0
     assert result.stderr.count("--sync-bn cannot convert lenet-bn-scratch") == 1  # rank 0 only
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_ranks_share_of_one_image_is_left_out_for_batchnorm(fashion_dir, tmp_path):
+    # 200 images in batches of 99: the last batch of 2 gives each rank a single image, which
+    # BatchNorm cannot normalize; one process trains on it, two leave that batch out.
+    result = torchrun(
+        tmp_path,
+        "lenet-bn",
+        "--data-dir",
+        str(fashion_dir),
+        "--out",
+        "run",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "99",
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "leaves out its last batch (2 images)" in result.stderr

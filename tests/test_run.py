@@ -15,7 +15,7 @@ from fmnist_files import write_fashion_dir
 from cnnshape import api
 from cnnshape._common import atomic_write
 from cnnshape.errors import CnnshapeError
-from cnnshape.train import checkpoint, run
+from cnnshape.train import checkpoint, folder, run
 from cnnshape.train.config import TrainSettings
 from cnnshape.train.data import CLASSES
 from cnnshape.train.events import BatchProgress, EpochStats, RunStart
@@ -62,7 +62,7 @@ def test_a_run_writes_config_metrics_curves_and_checkpoint(fashion_dir, tmp_path
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[1]["test_acc"]) == result.history[1].test_acc
-    assert run.read_metrics(run_dir / "metrics.csv") == result.history
+    assert folder.read_metrics(run_dir / "metrics.csv") == result.history
 
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = checkpoint.load(run_dir)
@@ -110,21 +110,23 @@ def test_ctrl_c_mid_epoch_keeps_the_last_finished_epoch(fashion_dir, tmp_path):
     assert result.interrupted and [s.epoch for s in result.history] == [1]
     state = checkpoint.load(tmp_path / "r")
     assert state["epoch"] == 1
-    assert len(run.read_metrics(tmp_path / "r" / "metrics.csv")) == 1
+    assert len(folder.read_metrics(tmp_path / "r" / "metrics.csv")) == 1
     assert leftovers(tmp_path / "r") == []
 
 
 def test_ctrl_c_while_saving_waits_until_all_files_are_written(fashion_dir, tmp_path, monkeypatch):
-    plot = run.plot_history
+    write_metrics = folder._write_metrics
 
-    def plot_then_ctrl_c(*args, **kwargs):  # Ctrl-C between curves.png and checkpoint.pt
-        plot(*args, **kwargs)
+    def metrics_then_ctrl_c(*args, **kwargs):  # Ctrl-C between checkpoint.pt and curves.png
+        write_metrics(*args, **kwargs)
         signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(run, "plot_history", plot_then_ctrl_c)
+    monkeypatch.setattr(folder, "_write_metrics", metrics_then_ctrl_c)
     result = train(fashion_dir, tmp_path / "r", epochs=3)
     assert result.interrupted and len(result.history) == 1
     assert checkpoint.load(tmp_path / "r")["epoch"] == 1  # written although Ctrl-C came first
+    assert len(folder.read_metrics(tmp_path / "r" / "metrics.csv")) == 1
+    assert (tmp_path / "r" / "curves.png").is_file() and leftovers(tmp_path / "r") == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -139,7 +141,7 @@ def test_resume_repeats_an_uninterrupted_run_exactly(fashion_dir, tmp_path):
     assert [(s.epoch, s.train_loss, s.train_acc, s.test_acc) for s in resumed.history] == key
     a, b = checkpoint.load(tmp_path / "whole")["model"], checkpoint.load(tmp_path / "cut")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)  # BatchNorm running statistics included
-    assert len(run.read_metrics(tmp_path / "cut" / "metrics.csv")) == 3
+    assert len(folder.read_metrics(tmp_path / "cut" / "metrics.csv")) == 3
 
 
 def test_resume_of_a_finished_run_asks_for_more_epochs(fashion_dir, tmp_path):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 
-from .._common import human, megabytes, new_figure, save_png
+from .._common import atomic_write, human, megabytes, new_figure
+from ..errors import CnnshapeError
 from .render import shape
 
 # Inches (at _common.DPI, the pixel sizes the tests check).
@@ -116,3 +117,15 @@ def plot_compare(summaries, path: str | os.PathLike) -> None:
             color="dimgray",
         )
     save_png(fig, path)
+
+
+def save_png(fig, path: str | os.PathLike) -> None:
+    """Lay out and write ``fig`` as a PNG, atomically, or say why the path cannot be written."""
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    except OSError as err:
+        raise CnnshapeError(
+            f"Cannot write the picture {path}: {err.strerror or err}.",
+            "Give a path in a folder that exists and you can write to.",
+        ) from None

@@ -77,7 +77,7 @@ class _Propagator:
             out = self.model(self.dummy(shape))
         except _Refused as refused:
             return refused.failed
-        except Exception:
+        except (Exception, SystemExit):  # a model's own code may call sys.exit()
             return _Failed("(model)")
         return tuple(out.shape) if isinstance(out, torch.Tensor) else None
 
@@ -121,7 +121,7 @@ class _Propagator:
             out = forward(x)
         except _Refused as refused:
             return refused.failed
-        except Exception:
+        except (Exception, SystemExit):  # a model's own code may call sys.exit()
             return _Failed(name)
         return tuple(out.shape) if isinstance(out, torch.Tensor) else None
 

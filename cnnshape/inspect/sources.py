@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import CnnshapeError
 from ..registry import ModelSpec, did_you_mean, get_spec
+from .walk import check_no_cycle
 
 # Size and classes of ImageNet models: what torchvision's published metadata is measured at.
 IMAGENET_SIZE = 224
@@ -67,6 +68,14 @@ class Target:
             # Some builders read tensor values while building (torchvision's RegNet computes
             # its widths with tensors): build those for real; the walk then uses fake tensors.
             model = self.make(asked, classes)
+        except (RuntimeError, TypeError, ValueError, OverflowError) as err:
+            # A registry or library builder refusing what was asked (10^21 input channels).
+            raise CnnshapeError(
+                f"Building {self.name} for {asked} input channels and {classes} classes "
+                f"failed: {str(err).strip().splitlines()[0] if str(err).strip() else err!r}",
+                "Give --in-channels and --classes the network can have.",
+            ) from None
+        check_no_cycle(model, self.name)
         if self.follows_in_channels:
             return model, asked
         expected = first_conv_channels(model)
@@ -269,6 +278,12 @@ def _run_user_import(load, location: str):
                 "file path (path/to/file.py:Net).",
             ) from None
         raise CnnshapeError(f"Importing {location} failed: {err}") from None
+    except SystemExit as exit:
+        raise CnnshapeError(
+            f"Importing {location} called sys.exit({exit.code!r}).",
+            'Put the code that exits under `if __name__ == "__main__":`, so that importing the '
+            "file only defines the model.",
+        ) from None
     except Exception as err:
         raise CnnshapeError(f"Importing {location} failed: {type(err).__name__}: {err}") from None
 
@@ -283,6 +298,8 @@ def _call_user_code(obj, label: str) -> nn.Module:
         )
     try:
         model = obj()
+    except SystemExit as exit:
+        raise CnnshapeError(f"Building {label}() called sys.exit({exit.code!r}).") from None
     except Exception as err:
         raise CnnshapeError(
             f"Building {label}() failed: {type(err).__name__}: {err}",

@@ -18,6 +18,7 @@ walk. (Counting on real tensors would differ: on the CPU, ``FlopCounterMode`` do
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -111,6 +112,7 @@ def walk(
             "Use --depth 1 for the top-level layers, 2 to open blocks, ...",
         )
     name = name or type(model).__name__
+    check_no_cycle(model, name)
     qualified = {m: n for n, m in model.named_modules() if n}
     calls: list[_Call] = []
     open_calls: list[_Call] = []  # the modules whose forward is running, innermost last
@@ -142,7 +144,7 @@ def walk(
             fields.seed(x)
             with counter, fields:
                 output = model(x)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a model's own code may call sys.exit()
             failing = open_calls[-1] if open_calls else None
             raise _walk_error(
                 name, input_shape, depth, model, calls, counter.flops, failing, exc
@@ -154,6 +156,34 @@ def walk(
     return _report(
         name, input_shape, depth, model, calls, counter.flops, _shape_of(output), fields.largest
     )
+
+
+def check_no_cycle(model: nn.Module, name: str) -> None:
+    """Refuse a module that is its own submodule: PyTorch's recursive methods (eval(), to(),
+    apply()) would never end on it."""
+
+    def visit(module: nn.Module, path: list[tuple[str, nn.Module]]) -> None:
+        for child_name, child in module._modules.items():
+            if child is None:
+                continue
+            ancestors = [m for _, m in path]
+            if any(child is m for m in ancestors):
+                where = ".".join(n for n, _ in path[1:]) + ("." if len(path) > 1 else "")
+                raise CnnshapeError(
+                    f"{name} contains itself: its submodule {where}{child_name} is "
+                    f"{_qualified(path, child)}, so walking it would never end.",
+                    "A module cannot be its own submodule: keep the back-reference out of "
+                    "PyTorch's sight (e.g. in a list, or with object.__setattr__).",
+                )
+            visit(child, [*path, (child_name, child)])
+
+    visit(model, [("", model)])
+
+
+def _qualified(path: list[tuple[str, nn.Module]], module: nn.Module) -> str:
+    names = [n for n, m in path]
+    at = next(i for i, (_, m) in enumerate(path) if m is module)
+    return ".".join(names[1 : at + 1]) or "the model itself"
 
 
 def _report(
@@ -217,6 +247,8 @@ def explain_failure(
     module: nn.Module, input_shape: Shape | None, exc: Exception, calls: list[_Call]
 ) -> str:
     """Say in words why ``module`` could not take ``input_shape``."""
+    if isinstance(exc, SystemExit):
+        return f"its code called sys.exit({exc.code!r})"
     if input_shape is not None and isinstance(module, nn.Linear):
         got = input_shape[-1]
         if got != module.in_features:
@@ -260,7 +292,16 @@ def _check_input_shape(shape) -> tuple[int, ...]:
             f"Input shape {shape} is not a tuple of positive integers.",
             "Give (batch, channels, height, width), e.g. (1, 1, 224, 224).",
         )
+    if math.prod(shape) > _LARGEST_TENSOR:
+        raise CnnshapeError(
+            f"An input of shape {fmt_shape(shape)} has {math.prod(shape):.3g} elements, more "
+            "than a PyTorch tensor can hold (2^63 - 1).",
+            "Give a smaller --batch, --size or --in-channels.",
+        )
     return shape
+
+
+_LARGEST_TENSOR = 2**63 - 1  # sizes and element counts are int64 in PyTorch
 
 
 @contextlib.contextmanager
@@ -316,6 +357,8 @@ def fmt_shape(shape) -> str:
     return "x".join(str(d) for d in shape) if shape is not None else "?"
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"its code called sys.exit({exc.code!r})"
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

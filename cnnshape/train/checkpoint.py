@@ -1,21 +1,23 @@
-"""Checkpoints that are always whole on disk and can never run code when loaded.
+"""Checkpoints that are checked before they are trusted and can never run code when loaded.
 
-Saving writes a temporary file next to the target and renames it over the target
-(``os.replace`` is atomic on one file system), so a crash or Ctrl-C leaves either the old file
-or the new one. Loading uses ``torch.load(weights_only=True)``, which accepts tensors and plain
-data only: a checkpoint carrying a pickled Python object is refused, not executed.
+``torch.save`` writes a zip archive whose every member carries a CRC-32, which
+``torch.load`` does not verify: a checkpoint with flipped bytes inside a tensor would load
+silently. `load` verifies every member's checksum first, so a damaged file is an Error that
+names it. Then ``torch.load(weights_only=True)``, which accepts tensors and plain data only:
+a checkpoint carrying a pickled Python object is refused, not executed. Writing atomically
+is the run folder's job (``folder.py``).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .._common import atomic_write
 from ..errors import CnnshapeError
 
 FORMAT = "cnnshape-checkpoint/1"
@@ -23,7 +25,7 @@ FILENAME = "checkpoint.pt"
 _REQUIRED = ("format", "model", "optimizer", "epoch", "config", "history")
 
 
-def save(
+def write(
     path: str | os.PathLike,
     *,
     model: nn.Module,
@@ -33,7 +35,12 @@ def save(
     config: dict,
     history: list[dict],
 ) -> None:
-    """Model, optimizer (and fp16 loss scaler), last finished epoch, config and history."""
+    """Model, optimizer (and fp16 loss scaler), last finished epoch, config and history.
+
+    Through a Python file object, so a full disk is the OSError it is (torch.save to a path
+    reports it as an opaque RuntimeError from its C++ writer). ``folder.RunFolder`` makes
+    the write atomic.
+    """
     state = {
         "format": FORMAT,
         "model": model.state_dict(),
@@ -44,7 +51,8 @@ def save(
         "history": history,
         "versions": {"torch": str(torch.__version__)},  # str: TorchVersion would be a pickled class
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    with open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -61,6 +69,7 @@ def load(path: str | os.PathLike) -> dict:
             f"No checkpoint at {path}.",
             "Pass a run directory (it holds checkpoint.pt) or a checkpoint file.",
         )
+    _verify(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -86,6 +95,17 @@ def load(path: str | os.PathLike) -> dict:
     return state
 
 
+def _verify(path: Path) -> None:
+    """Every member of the archive against its CRC-32 (reading the whole file once)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise _damaged(path, exc) from exc
+    if bad is not None:
+        raise _damaged(path, ValueError(f"{bad} fails its checksum"))
+
+
 def _unsupported_global(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
     return lines[0] if lines else "unsupported object"
@@ -94,6 +114,7 @@ def _unsupported_global(exc: Exception) -> str:
 def _damaged(path: Path, exc: Exception) -> CnnshapeError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return CnnshapeError(
-        f"{path} is damaged or not a checkpoint: {first}",
-        "Use the checkpoint of another run, or train again.",
+        f"{path} is damaged (or not a checkpoint): {first}.",
+        "Its run's metrics.csv and curves.png still show the history. Train again (a new "
+        "--out), or use a copy of the checkpoint from before the damage.",
     )

@@ -3,21 +3,17 @@ draws them while ``train_ch6`` runs."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-from .._common import new_figure, save_png
+from .._common import new_figure
 from .events import EpochStats
 
 
-def plot_history(
-    history: Sequence[EpochStats],
-    path: str | os.PathLike,
-    title: str | None = None,
-    epochs: int | None = None,
-) -> None:
-    """Write the curves to ``path`` (atomically). ``epochs`` fixes the x range, as the book's
-    plot spans all planned epochs from the start."""
+def curves_figure(
+    history: Sequence[EpochStats], title: str | None = None, epochs: int | None = None
+):
+    """The curves as a matplotlib figure (``folder.py`` writes it). ``epochs`` fixes the x
+    range, as the book's plot spans all planned epochs from the start."""
     fig, (ax,) = new_figure((5, 3.5))
     x = [s.epoch for s in history]
     ax.plot(x, [s.train_loss for s in history], "-", label="train loss")
@@ -29,4 +25,5 @@ def plot_history(
     ax.legend()
     if title:
         ax.set_title(title)
-    save_png(fig, path)
+    fig.tight_layout()
+    return fig

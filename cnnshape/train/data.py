@@ -174,12 +174,27 @@ def _first_existing(folder: Path, name: str) -> Path | None:
 
 def _missing(directory: Path, tried_download: bool) -> CnnshapeError:
     names = ", ".join(f"{name}.gz" for name in FILES.values())
-    why = " and downloading them failed (no network?)" if tried_download else ""
-    return CnnshapeError(
-        f"Fashion-MNIST was not found in {directory}{why}.",
+    hint = (
         f"Put the four IDX files ({names}; gzipped or not) in one folder and pass it with "
-        f"--data-dir, or copy them into {directory}.",
+        f"--data-dir, or copy them into {directory}."
     )
+    # Some of the files there: name the ones that are not (in the layout with the most).
+    found = max(
+        (
+            {key: _first_existing(folder, name) for key, name in FILES.items()}
+            for folder in (directory, directory / "FashionMNIST" / "raw")
+        ),
+        key=lambda files: sum(path is not None for path in files.values()),
+    )
+    absent = [FILES[key] for key, path in found.items() if path is None]
+    if len(absent) < len(FILES):
+        return CnnshapeError(
+            f"Fashion-MNIST is incomplete in {directory}: {', '.join(absent)} (or .gz) "
+            f"{'is' if len(absent) == 1 else 'are'} missing.",
+            hint,
+        )
+    why = " and downloading them failed (no network?)" if tried_download else ""
+    return CnnshapeError(f"Fashion-MNIST was not found in {directory}{why}.", hint)
 
 
 def _download(directory: Path) -> None:
@@ -275,6 +290,21 @@ def share(n: int, rank: int, world: int) -> slice:
     return slice(rank * n // world, (rank + 1) * n // world)
 
 
+def without_single_shares(n: int, batch_size: int, world: int = 1) -> int:
+    """How many of ``n`` items an epoch uses when no rank may get a batch of exactly one: all
+    of them, or all but the last batch when it would give some rank one item.
+
+    BatchNorm cannot normalize a single image in training ("Expected more than 1 value per
+    channel"): the book's loop stops with that error on such a batch. Leaving that one last
+    batch out, as a DataLoader's ``drop_last`` would, keeps the run going (see loop.py).
+    """
+    if n == 0:
+        return 0
+    last = batch_length(n, batch_size, num_batches(n, batch_size) - 1)
+    shares = {len(range(last)[share(last, rank, world)]) for rank in range(world)}
+    return n - last if 1 in shares else n
+
+
 def batches(
     split: Split,
     batch_size: int,
@@ -283,6 +313,7 @@ def batches(
     shuffle_seed: int | None = None,
     channels_last: bool = False,
     part: tuple[int, int] = (0, 1),
+    length: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches in a shuffled (seeded) or the stored order, on the split's device.
 
@@ -290,14 +321,16 @@ def batches(
     epoch depends only on its seed: a resumed run sees the same batches as an uninterrupted one.
     ``part`` = (rank, world): every rank draws the same permutation and batches, and yields only
     its share of each (possibly an empty one, when a last batch has fewer items than ranks).
+    ``length``: use only the first ``length`` items of the order (default: all).
     """
+    n = len(split) if length is None else length
     order = None
     if shuffle_seed is not None:
         device = split.images.device
         generator = torch.Generator(device=device).manual_seed(shuffle_seed)
         order = torch.randperm(len(split), generator=generator, device=device)
-    for start in range(0, len(split), batch_size):
-        mine = share(batch_length(len(split), batch_size, start // batch_size), *part)
+    for start in range(0, n, batch_size):
+        mine = share(batch_length(n, batch_size, start // batch_size), *part)
         lo, hi = start + mine.start, start + mine.stop
         idx = slice(lo, hi) if order is None else order[lo:hi]
         yield to_input(split.images[idx], size, channels_last), split.labels[idx]

@@ -6,6 +6,8 @@ epoch, a progress bar per epoch, one line per finished epoch, and the book's two
 
 from __future__ import annotations
 
+import signal
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,7 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .._common import human
+from .._common import human, launched
 from ..views import Column, View, table
 from .events import BatchProgress, EpochStats, RunEnd, RunStart
 
@@ -83,7 +85,7 @@ class TrainDisplay:
             f"{'on' if c.channels_last else 'off'}, compile {'on' if c.compile else 'off'}",
             f"data {e.data_source}: {e.n_train:,} train / {e.n_test:,} test images",
             f"epochs {c.epochs}, lr {c.lr:g}, batch size {c.batch_size}, seed {c.seed}",
-            f"run directory {e.run_dir}",
+            f"run folder {e.run_dir}",
         ]
         if e.world_size > 1:
             lines.append(
@@ -91,8 +93,16 @@ class TrainDisplay:
                 f"{c.batch_size // e.world_size} images of every global batch; "
                 f"BatchNorm {'synced' if c.sync_bn else 'statistics per rank'}"
             )
+        if e.left_out_per_epoch:
+            n = e.left_out_per_epoch
+            lines.append(
+                f"each epoch leaves out its last batch ({n} image{'s' * (n > 1)}): it would give "
+                "BatchNorm a batch of one image, which it cannot normalize"
+            )
         if e.start_epoch:
             lines.append(f"resuming after epoch {e.start_epoch}")
+        for line in e.notes:
+            self.console.print(line, style="yellow", highlight=False)
         for line in lines:
             self.console.print(line, highlight=False)
         self.console.print(EPOCH_HEADER, style="bold", highlight=False)
@@ -128,6 +138,24 @@ class TrainDisplay:
                 "network did not learn. Try a lower --lr or another --seed.",
                 highlight=False,
             )
+
+
+def stopped_message(result) -> str:
+    """What a run stopped by Ctrl-C or SIGTERM left, and how to go on."""
+    why = signal.Signals(result.stopped_by).name
+    if launched() and result.stopped_by == signal.SIGTERM:
+        why += ": torchrun stops every rank when one fails, and the failing rank names the cause"
+    if result.complete:
+        return (
+            f"Stopped ({why}) after the last epoch was saved: the run in {result.run_dir} is "
+            "complete."
+        )
+    if not result.history:
+        return f"Stopped ({why}) before the first epoch finished: nothing to resume."
+    return (
+        f"Stopped ({why}). Epoch {len(result.history)} is saved in {result.run_dir}; continue "
+        f"with:\n  cnnshape train --resume {result.run_dir}"
+    )
 
 
 def book_lines(result) -> str:

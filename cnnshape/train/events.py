@@ -25,6 +25,9 @@ class RunStart:
     run_dir: str
     start_epoch: int = 0  # epochs already finished (0 unless resuming)
     world_size: int = 1  # processes training together (torchrun); 1: a plain run
+    # Images each epoch leaves out: a last batch that would give BatchNorm one image (loop.py)
+    left_out_per_epoch: int = 0
+    notes: tuple[str, ...] = ()  # what a reader should know first (a repaired run folder)
 
 
 @dataclass(frozen=True)

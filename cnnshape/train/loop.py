@@ -128,10 +128,11 @@ def fit(
     optimizer = optimizer or make_optimizer(model, cfg)
     scaler = scaler or make_scaler(cfg)
     step_model, eval_model = _step_and_eval_models(model, cfg)
+    n_train = epoch_length(model, len(data.train), cfg)
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         loss, acc, train_seconds = _train_epoch(
-            step_model, optimizer, scaler, data.train, cfg, epoch, emit, progress_every
+            step_model, optimizer, scaler, data.train, n_train, cfg, epoch, emit, progress_every
         )
         distributed.broadcast_buffers(model)  # every rank tests the model rank 0 saves
         test_acc = evaluate(eval_model, data.test, cfg)
@@ -140,7 +141,7 @@ def fit(
             loss,
             acc,
             test_acc,
-            len(data.train) / train_seconds,
+            n_train / train_seconds,
             train_seconds,
             time.perf_counter() - started,
         )
@@ -148,6 +149,21 @@ def fit(
         emit(stats)
     emit(RunEnd(history, examples_per_sec(history), cfg.device))
     return history
+
+
+def epoch_length(model: nn.Module, n: int, cfg: TrainConfig) -> int:
+    """How many of the ``n`` training images an epoch trains on.
+
+    All of them, except for a model with BatchNorm when the last batch would give some process
+    exactly one image (batch size 100 and 601 images, or a rank's share under torchrun):
+    BatchNorm cannot normalize one image in training, and the book's loop would stop with
+    "Expected more than 1 value per channel". That last batch is left out of every epoch, as
+    a DataLoader's ``drop_last`` would; the run's header says so.
+    """
+    batch_norm = (nn.modules.batchnorm._BatchNorm, ScratchBatchNorm)
+    if not any(isinstance(m, batch_norm) for m in model.modules()):
+        return n
+    return data_mod.without_single_shares(n, cfg.batch_size, distributed.world_size())
 
 
 def _step_and_eval_models(model: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
@@ -197,12 +213,14 @@ def _train_epoch(
     optimizer,
     scaler,
     split: Split,
+    n: int,
     cfg: TrainConfig,
     epoch: int,
     emit: OnEvent,
     progress_every: float,
 ) -> tuple[float, float, float]:
-    """One pass over the training split; returns (mean loss, accuracy, seconds).
+    """One pass over the first ``n`` images of the training split's shuffled order (all of
+    them but a dropped last batch, see `epoch_length`); returns (mean loss, accuracy, seconds).
 
     Under torchrun every rank walks the same global batches and computes on its share of each;
     the loss it backpropagates is its part of the global batch's mean, times the world size
@@ -215,7 +233,7 @@ def _train_epoch(
     # Dropout's stream (the shuffle has its own generator below): one per rank, or every rank
     # would drop the same units in the same rows of its share.
     torch.manual_seed(seed + 1 + rank * 2**40)
-    total = data_mod.num_batches(len(split), cfg.batch_size)
+    total = data_mod.num_batches(n, cfg.batch_size)
     # Row 0: each batch's mean loss (a rank's part of it); row 1: its correct predictions.
     # Written on the device (no sync) and read back only at progress points.
     per_batch = torch.zeros(2, total, device=cfg.device)
@@ -231,6 +249,7 @@ def _train_epoch(
             shuffle_seed=seed,
             channels_last=cfg.channels_last,
             part=(rank, world),
+            length=n,
         )
     ):
         optimizer.zero_grad()
@@ -238,15 +257,15 @@ def _train_epoch(
             y_hat = model(X)
             loss = loss_fn(y_hat, y)
             if sharded:  # a sum over this rank's share (maybe empty) / the global batch size
-                loss = loss / data_mod.batch_length(len(split), cfg.batch_size, i)
+                loss = loss / data_mod.batch_length(n, cfg.batch_size, i)
         scaler.scale(loss * world).backward()
         scaler.step(optimizer)
         scaler.update()
         per_batch[0, i] = loss.detach()
         per_batch[1, i] = (y_hat.argmax(dim=1) == y).sum()
         if due(i + 1):
-            emit(_progress(per_batch, i + 1, split, cfg, epoch, started))
-    last = _progress(per_batch, total, split, cfg, epoch, started)  # syncs: the epoch is done
+            emit(_progress(per_batch, i + 1, n, cfg, epoch, started))
+    last = _progress(per_batch, total, n, cfg, epoch, started)  # syncs: the epoch is done
     seconds = time.perf_counter() - started
     emit(last)
     return last.train_loss, last.train_acc, seconds
@@ -275,7 +294,7 @@ def _progress_schedule(progress_every: float, total: int) -> Callable[[int], boo
 
 
 def _progress(
-    per_batch: torch.Tensor, done: int, split: Split, cfg: TrainConfig, epoch: int, started: float
+    per_batch: torch.Tensor, done: int, n: int, cfg: TrainConfig, epoch: int, started: float
 ) -> BatchProgress:
     """Read the per-batch metrics back (the one host sync) and check the loss is finite.
 
@@ -290,7 +309,7 @@ def _progress(
     bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
     if bad is not None:
         raise NonFiniteLossError(epoch, bad + 1, cfg.lr)
-    sizes = [data_mod.batch_length(len(split), cfg.batch_size, i) for i in range(done)]
+    sizes = [data_mod.batch_length(n, cfg.batch_size, i) for i in range(done)]
     seen = sum(sizes)
     loss = sum(value * n for value, n in zip(losses, sizes, strict=True)) / seen
     elapsed = max(time.perf_counter() - started, 1e-9)
@@ -298,7 +317,7 @@ def _progress(
         epoch,
         cfg.epochs,
         done,
-        data_mod.num_batches(len(split), cfg.batch_size),
+        data_mod.num_batches(n, cfg.batch_size),
         loss,
         sum(correct) / seen,
         seen / elapsed,

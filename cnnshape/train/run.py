@@ -1,61 +1,55 @@
 """Training runs a user can keep: a run folder, fresh or resumed, and its evaluation.
 
-A run is planned first (`plan_fresh`, `plan_resume`: the settings resolved, a resumed run's
-checkpoint read and its policy applied, nothing written) and then executed (`execute`: data
-loaded, the folder written, the loop run), so the caller can check the plan before anything
-happens (``cnnshape.api`` walks the model at the run's size, for the header's FLOPs and to
-refuse a size the model cannot take). Everything returns plain data; nothing here prints.
-
-The run folder holds config.json, metrics.csv, curves.png and checkpoint.pt, all rewritten
-after every epoch.
+A run is planned first (`plan_fresh`, `plan_resume`: the settings resolved; for a resumed
+run, its folder locked, its checkpoint verified and read, the resume policy applied; no file
+written) and then executed (`execute`: data loaded, the folder written, the loop run), so
+the caller can check the plan before anything happens (``cnnshape.api`` walks the model at the
+run's size, for the header's FLOPs and to refuse a size the model cannot take). Everything
+returns plain data; nothing here prints. What a run folder guarantees: ``folder.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
+import os
 import platform
-import signal
-import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .._common import atomic_write
 from ..errors import CnnshapeError
 from ..models.batchnorm import BatchNorm as ScratchBatchNorm
 from ..registry import get_spec
-from . import checkpoint, data, distributed
+from . import checkpoint, data, distributed, signals
 from .config import TrainConfig, TrainSettings, resume_config
-from .curves import plot_history
 from .events import EpochStats, OnEvent, RunStart, examples_per_sec
+from .folder import LOCK_FILE, RunFolder
 from .loop import (
     NonFiniteLossError,
     check_sync_bn,
     confusion_matrix,
+    epoch_length,
     fit,
     make_optimizer,
     make_scaler,
     prepare_model,
 )
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-CURVES_FILE = "curves.png"
 
-
-@dataclass(frozen=True)
+@dataclass
 class Plan:
-    """A run about to start or continue, decided before anything is loaded or written."""
+    """A run about to start or continue, decided before any data is loaded or file written."""
 
     config: TrainConfig
-    out: Path | None  # the run folder: given, the resumed one, or None for runs/<model>-<time>
+    out: Path | None  # the folder asked for; None: a new runs/<model>-<time>
+    force: bool = False  # take a non-empty folder that is not a run
+    resumed: RunFolder | None = None  # a resumed run's folder, locked by this process
     state: dict | None = None  # the checkpoint a resumed run continues from
+    notes: list[str] = field(default_factory=list)  # what a reader should know (a repair)
 
     @property
     def history(self) -> list[EpochStats]:
@@ -67,8 +61,17 @@ class RunResult:
     run_dir: Path
     config: TrainConfig
     history: list[EpochStats]  # every finished epoch, resumed ones included
-    interrupted: bool  # Ctrl-C stopped it; checkpoint.pt holds the last finished epoch
+    stopped_by: int | None  # the signal that stopped it (SIGINT: Ctrl-C), or None
     examples_per_sec: float  # the book's figure over all finished epochs
+
+    @property
+    def complete(self) -> bool:
+        return len(self.history) >= self.config.epochs
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped with epochs left to train (checkpoint.pt holds the last finished one)."""
+        return self.stopped_by is not None and not self.complete
 
 
 class RunDivergedError(NonFiniteLossError):
@@ -86,27 +89,43 @@ class RunDivergedError(NonFiniteLossError):
         self.hint = (self.hint or "") + kept
 
 
-def plan_fresh(settings: TrainSettings, out: str | None = None) -> Plan:
-    return Plan(settings.resolve(), Path(out).expanduser() if out is not None else None)
+def plan_fresh(
+    settings: TrainSettings, out: str | os.PathLike | None = None, force: bool = False
+) -> Plan:
+    if out is not None and not str(out).strip():
+        raise CnnshapeError("--out '' is not a folder.", "Give a folder, e.g. --out runs/mine.")
+    return Plan(settings.resolve(), Path(out).expanduser() if out is not None else None, force)
 
 
 def plan_resume(run_dir: str | Path, settings: TrainSettings, out: str | None = None) -> Plan:
-    """Continue a run from its last finished epoch, with its own config (`resume_config`)."""
-    folder = checkpoint.resolve_path(run_dir).parent
+    """Continue a run from its last finished epoch, with its own config (`resume_config`).
+
+    The folder is locked first (under torchrun, by rank 0), so no other process can write
+    it between reading its checkpoint and training on."""
+    path = checkpoint.resolve_path(run_dir)
+    folder = path.parent
     if out is not None and Path(out).expanduser().resolve() != folder.resolve():
         raise CnnshapeError(
             f"--out cannot change when resuming: the run's folder is {folder}.",
             "Leave out --out; a resumed run writes to its own folder.",
         )
-    state = checkpoint.load(run_dir)
-    config = resume_config(TrainConfig.from_dict(state["config"]), settings)
-    finished = len(state["history"])
-    if finished >= config.epochs:
-        raise CnnshapeError(
-            f"The run has already finished its {finished} epochs.",
-            f"Pass --epochs {finished + 10} (say) to train it longer.",
-        )
-    return Plan(config, folder, state)
+    if not path.is_file() and not (folder / LOCK_FILE).exists():
+        checkpoint.load(path)  # says what is missing (a run that is starting has its lock)
+    locked = RunFolder.existing(folder) if distributed.is_main() else None
+    try:
+        state = checkpoint.load(path)
+        config = resume_config(TrainConfig.from_dict(state["config"]), settings)
+        finished = len(state["history"])
+        if finished >= config.epochs:
+            raise CnnshapeError(
+                f"The run has already finished its {finished} epochs.",
+                f"Pass --epochs {finished + 10} (say) to train it longer.",
+            )
+    except BaseException:
+        if locked is not None:
+            locked.release()
+        raise
+    return Plan(config, folder, resumed=locked, state=state)
 
 
 def execute(
@@ -116,55 +135,92 @@ def execute(
     *,
     progress_every: float = 0.25,
 ) -> RunResult:
-    """Load the data, write the run folder, train. KeyboardInterrupt ends the run cleanly
-    (``result.interrupted``); a non-finite loss raises RunDivergedError."""
+    """Load the data, write the run folder, train. A Ctrl-C or SIGTERM ends the run cleanly
+    (``result.stopped_by``); a non-finite loss raises RunDivergedError. The folder is unlocked
+    at the end, however the run ends."""
+    folder = plan.resumed
+    try:
+        cfg = plan.config
+        model, optimizer, scaler = _build(plan)
+        check_sync_bn(model, cfg)
+        dataset = load_data(cfg)
+        if distributed.is_main():
+            folder = _claim(plan, cfg, dataset, model)
+        # Rank 0 alone owns the run folder (under torchrun the others learn its name).
+        run_dir = distributed.broadcast_from_main(folder.path if folder else None)
+        n_train = len(dataset.train)
+        start = RunStart(
+            cfg,
+            sum(p.numel() for p in model.parameters()),
+            flops_per_image,
+            dataset.source,
+            n_train,
+            len(dataset.test),
+            str(run_dir),
+            start_epoch=len(plan.history),
+            world_size=distributed.world_size(),
+            left_out_per_epoch=n_train - epoch_length(model, n_train, cfg),
+            notes=tuple(plan.notes),
+        )
+        return _train(
+            model,
+            dataset,
+            cfg,
+            folder,
+            run_dir,
+            start,
+            on_event,
+            optimizer=optimizer,
+            scaler=scaler,
+            history=plan.history,
+            progress_every=progress_every,
+        )
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def _build(plan: Plan):
+    """The model (seeded: biases and BatchNorm are initialized when built), with a resumed
+    run's weights, optimizer and loss-scaler states; (model, optimizer, scaler), the last two
+    None for a fresh run."""
     cfg = plan.config
-    torch.manual_seed(cfg.seed)  # the default init of biases and BatchNorm happens at build
+    torch.manual_seed(cfg.seed)
     model = get_spec(cfg.model).build()
-    optimizer, scaler = None, None
-    if plan.state is not None:
-        model.load_state_dict(plan.state["model"])
-        prepare_model(model, cfg)  # before the optimizer state, which follows its parameters
-        optimizer = make_optimizer(model, cfg)
-        optimizer.load_state_dict(plan.state["optimizer"])
-        scaler = make_scaler(cfg)
-        if plan.state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(plan.state["scaler"])
-    check_sync_bn(model, cfg)
-    dataset = load_data(cfg)
-    # Rank 0 alone creates the run folder (under torchrun the others learn its name).
-    run_dir = distributed.broadcast_from_main(_run_dir(plan) if distributed.is_main() else None)
-    if distributed.is_main():
-        write_config(run_dir, cfg, dataset, model)
-    start = RunStart(
-        cfg,
-        sum(p.numel() for p in model.parameters()),
-        flops_per_image,
-        dataset.source,
-        len(dataset.train),
-        len(dataset.test),
-        str(run_dir),
-        start_epoch=len(plan.history),
-        world_size=distributed.world_size(),
-    )
-    return _train(
-        model,
-        dataset,
-        cfg,
-        run_dir,
-        start,
-        on_event,
-        optimizer=optimizer,
-        scaler=scaler,
-        history=plan.history,
-        progress_every=progress_every,
-    )
+    if plan.state is None:
+        return model, None, None
+    _load_weights(model, plan.state["model"], plan.out)
+    prepare_model(model, cfg)  # before the optimizer state, which follows its parameters
+    optimizer = make_optimizer(model, cfg)
+    optimizer.load_state_dict(plan.state["optimizer"])
+    scaler = make_scaler(cfg)
+    if plan.state.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(plan.state["scaler"])
+    return model, optimizer, scaler
+
+
+def _claim(plan: Plan, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> RunFolder:
+    """The run's folder, locked: the resumed one (repaired) or a new one; config.json written."""
+    if plan.resumed is not None:
+        folder = plan.resumed
+        repaired = folder.repair(plan.history, _title(cfg), cfg.epochs)
+        if repaired:
+            plan.notes.append(repaired)
+    else:
+        folder = RunFolder.new(plan.out, cfg.model, plan.force)
+    try:
+        folder.write_config(_config_info(cfg, dataset, model))
+    except BaseException:
+        folder.release()
+        raise
+    return folder
 
 
 def _train(
     model: nn.Module,
     dataset: data.Dataset,
     cfg: TrainConfig,
+    folder: RunFolder | None,
     run_dir: Path,
     start: RunStart,
     on_event: OnEvent | None,
@@ -177,21 +233,30 @@ def _train(
     history = list(history)
     optimizer = optimizer or make_optimizer(model, cfg)
     scaler = scaler or make_scaler(cfg)
-    main = distributed.is_main()  # under torchrun only rank 0 writes and reports
 
     def handle(event) -> None:
         if isinstance(event, EpochStats):
             history.append(event)
-            # Saved before the caller sees the event, so whatever the caller does next
-            # (a Ctrl-C included) the finished epoch is on disk. ``model`` is the bare
-            # module, never the DDP wrapper: its state_dict has no "module." prefix.
-            if main:
-                save_epoch(run_dir, model, optimizer, scaler, cfg, history)
-        if on_event is not None and main:
+            # Saved before the caller sees the event, so whatever the caller does next (a
+            # Ctrl-C included) the finished epoch is on disk; a signal during the save waits
+            # for it. ``model`` is the bare module, never the DDP wrapper: its state_dict has
+            # no "module." prefix. Under torchrun only rank 0 has a folder.
+            if folder is not None:
+                with signals.deferred():
+                    folder.save_epoch(
+                        history,
+                        _title(cfg),
+                        cfg.epochs,
+                        model=model,
+                        optimizer=optimizer,
+                        scaler=scaler,
+                        config=cfg.to_dict(),
+                    )
+        if on_event is not None and distributed.is_main():
             on_event(event)
 
     handle(start)
-    interrupted = False
+    stopped_by = None
     try:
         fit(
             model,
@@ -206,48 +271,42 @@ def _train(
         # Under torchrun nobody returns before rank 0 has written the last checkpoint, so
         # whatever uses the run folder next (eval, --resume on every rank) finds it whole.
         distributed.barrier()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as stop:
+        stopped_by = signals.signal_of(stop)
     except NonFiniteLossError as err:
         raise RunDivergedError(err, run_dir, len(history)) from err
-    return RunResult(run_dir, cfg, history, interrupted, examples_per_sec(history))
+    return RunResult(run_dir, cfg, history, stopped_by, examples_per_sec(history))
 
 
-def save_epoch(
-    run_dir: Path, model: nn.Module, optimizer, scaler, cfg: TrainConfig, history: list[EpochStats]
-) -> None:
-    """metrics.csv, curves.png and checkpoint.pt for the epochs in ``history``, each atomic,
-    all three written before a Ctrl-C that arrives meanwhile takes effect."""
-    with _sigint_deferred():
-        write_metrics(run_dir / METRICS_FILE, history)
-        plot_history(
-            history, run_dir / CURVES_FILE, title=f"{cfg.model} ({cfg.device})", epochs=cfg.epochs
-        )
-        checkpoint.save(
-            run_dir / checkpoint.FILENAME,
-            model=model,
-            optimizer=optimizer,
-            scaler=scaler,
-            epoch=len(history),
-            config=cfg.to_dict(),
-            history=[asdict(s) for s in history],
-        )
+def _title(cfg: TrainConfig) -> str:
+    return f"{cfg.model} ({cfg.device})"
 
 
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold back SIGINT for the duration, then deliver it to the handler that was there."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread; atomic writes still hold
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+def _load_weights(model: nn.Module, weights: dict, source: Path | None) -> None:
+    """The checkpoint's weights into a freshly built model, or an Error saying they do not
+    belong to it (instead of PyTorch's list of every key)."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        signal.raise_signal(signal.SIGINT)
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        ours, theirs = model.state_dict(), weights
+        missing = sorted(set(ours) - set(theirs))
+        unexpected = sorted(set(theirs) - set(ours))
+        resized = sorted(k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape)
+        counts = [
+            f"{len(v)} {what}"
+            for v, what in (
+                (missing, "missing"),
+                (unexpected, "unexpected"),
+                (resized, "of another shape"),
+            )
+            if v
+        ]
+        example = (missing or unexpected or resized or ["?"])[0]
+        raise CnnshapeError(
+            f"The checkpoint in {source} holds weights that do not fit the model it names "
+            f"({', '.join(counts) or str(err).splitlines()[0]}; e.g. {example}).",
+            "It was written for another version of this network: train it again.",
+        ) from None
 
 
 # ---- pieces ------------------------------------------------------------------------------------
@@ -261,29 +320,9 @@ def load_data(cfg: TrainConfig) -> data.Dataset:
     return dataset.head(cfg.train_limit, cfg.test_limit).to(cfg.device)
 
 
-def _run_dir(plan: Plan) -> Path:
-    """The folder a run writes: the resumed one, the one given, or a new runs/<model>-<time>."""
-    if plan.state is not None:
-        return plan.out
-    if plan.out is not None:
-        if (plan.out / checkpoint.FILENAME).exists():
-            raise CnnshapeError(
-                f"{plan.out} already holds a run.",
-                f"Continue it with --resume {plan.out}, or choose another --out.",
-            )
-        plan.out.mkdir(parents=True, exist_ok=True)
-        return plan.out
-    stem = Path("runs") / f"{plan.config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir, n = stem, 1
-    while run_dir.exists():  # two runs started in the same second
-        n += 1
-        run_dir = stem.with_name(f"{stem.name}-{n}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def write_config(run_dir: Path, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module):
-    info = {
+def _config_info(cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> dict:
+    """What config.json records: every setting, the data, the device and the versions."""
+    return {
         "config": cfg.to_dict(),
         "model": {"params": sum(p.numel() for p in model.parameters())},
         "data": {
@@ -296,8 +335,6 @@ def write_config(run_dir: Path, cfg: TrainConfig, dataset: data.Dataset, model: 
         "versions": _versions(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    text = json.dumps(info, indent=2) + "\n"
-    atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(text))
 
 
 def _device_info(device: str) -> dict:
@@ -316,26 +353,6 @@ def _versions() -> dict:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     return versions
-
-
-def write_metrics(path: Path, history: list[EpochStats]) -> None:
-    names = [f.name for f in fields(EpochStats)]
-
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=names)
-            writer.writeheader()
-            writer.writerows(asdict(s) for s in history)
-
-    atomic_write(path, write)
-
-
-def read_metrics(path: str | Path) -> list[EpochStats]:
-    with Path(path).open(newline="") as f:
-        return [
-            EpochStats(epoch=int(row.pop("epoch")), **{k: float(v) for k, v in row.items()})
-            for row in csv.DictReader(f)
-        ]
 
 
 # ---- evaluation --------------------------------------------------------------------------------
@@ -395,7 +412,7 @@ def evaluate_run(path: str | Path, settings: TrainSettings | None = None) -> Eva
         test_limit=settings.test_limit,
     ).resolve()
     model = get_spec(cfg.model).build()
-    model.load_state_dict(state["model"])
+    _load_weights(model, state["model"], checkpoint.resolve_path(path))
     prepare_model(model, cfg)
     dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
     test = dataset.test.head(cfg.test_limit).to(cfg.device)

@@ -1,0 +1,79 @@
+"""Stopping a run by signal: Ctrl-C (SIGINT) and SIGTERM (what Slurm, Kubernetes and ``kill``
+send) end it the same way, after the last finished epoch is saved.
+
+Without this, SIGTERM kills the process without a word, and a second Ctrl-C pressed while the
+first one is handled (saving, printing the resume hint, exiting) breaks out of that with a
+traceback. With `stop_on_signals`, the first signal stops the run where it is; every later
+one is ignored for the rest of the process, which is on its way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped by a signal. A KeyboardInterrupt, so a plain Ctrl-C (Python's default
+    handler) and this take one path through the run."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def signal_of(interrupt: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: its own, or SIGINT for Python's plain Ctrl-C."""
+    return getattr(interrupt, "signum", signal.SIGINT)
+
+
+def _in_main_thread() -> bool:
+    # Signal handlers can only be set from the main thread.
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While active, SIGINT and SIGTERM raise `Stopped`; from the first on, both are ignored
+    for the rest of the process. Not stopped, the previous handlers come back at the end."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        for each in STOP_SIGNALS:
+            signal.signal(each, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {each: signal.signal(each, stop) for each in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            if signal.getsignal(each) is stop:
+                signal.signal(each, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the duration (a save), then deliver the first one to
+    whatever handles it outside."""
+    if not _in_main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        each: signal.signal(each, lambda signum, frame: received.append(signum))
+        for each in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+    if received:
+        signal.raise_signal(received[0])
