@@ -29,12 +29,14 @@ What is modelled (it is the real code running, only on fake tensors):
   * CUDA only: the caching allocator rounds every block up to a multiple of 512 bytes
     (``max_memory_allocated`` counts those blocks).
 
-What is not modelled, and how large it is where it was measured (see
-benchmarks/memory_vs_allocator.py and benchmarks/memory_gpu.py):
-  * scratch memory that a kernel allocates and frees inside one op: on CPU, oneDNN's
-    blocked-layout copies and reorder buffers in convolutions (a few percent at most on the
-    registry models, up to ~10% on tiny ones like LeNet at batch 4); on CUDA, cuDNN and
-    cuBLAS workspaces (cuBLAS keeps its workspace for the life of the process);
+What is not modelled, and how large it is where it was measured (benchmarks/
+memory_vs_allocator.py on a 2-core AVX-512 CPU; memory_gpu.py is the CUDA counterpart):
+  * scratch memory a kernel allocates and frees inside one op. On CPU, oneDNN runs NCHW
+    convolutions on blocked copies of their inputs, weights and outputs (channels padded to
+    16): with those left out, the allocator's peak equals the prediction to the byte for all
+    ten registry models at their seed recipes; with them, it is 0-3% higher, 6.6% for NiN
+    (96 channels at 54x54 in its first layer) and 17% for LeNet (6 channels padded to 16).
+    On CUDA: cuDNN's and cuBLAS's workspaces (cuBLAS keeps its own for the whole process);
   * the CUDA caching allocator beyond the 512-byte rounding: a cached block reused for a
     smaller request is counted whole when the remainder is too small to split (<= 1 MiB),
     and memory *reserved* by the allocator (``nvidia-smi``, OOM decisions) exceeds what is
@@ -43,11 +45,14 @@ benchmarks/memory_vs_allocator.py and benchmarks/memory_gpu.py):
     ``max_memory_allocated`` either) and the CPU heap's own overhead (c10 aligns CPU
     allocations to 64 bytes; allocator-level measurements count requested bytes, as this
     prediction does);
-  * the training loop's work between steps: per-batch metrics (a few bytes per image) and
-    the next batch, made while the previous one is still referenced (one more input batch,
-    at a moment when no activation is alive);
+  * what ``cnnshape train`` keeps on the device besides the step: the dataset (Fashion-MNIST
+    is about 56 MB as uint8), the per-batch metrics, and the next batch, made while the
+    previous one is still referenced (one more input batch, at a moment when no activation
+    is alive); ``torch.compile`` is not modelled;
   * Python scalars in CPU arithmetic become 8-byte CPU tensors for the length of one op;
-  * cuDNN batch norm's reserve space (taken as zero bytes, as torch's meta kernel does).
+  * cuDNN batch norm's reserve space (taken as zero bytes, as torch's meta kernel does);
+  * steps GradScaler skips (fp16: inf/NaN gradients skip the optimizer step, and with it
+    the optimizer state's creation): the prediction is the step that trains.
 
 ``FakeTensorMode``'s constructor imports ``torch._dynamo`` (about a second, once per process).
 """
@@ -103,11 +108,18 @@ class StepMemory:
     parameters: int
     buffers: int  # BatchNorm running statistics and other module buffers
     gradients: int  # the .grad of every parameter, as they are after backward
-    optimizer_state: int  # momentum buffers, Adam's moments (0 for plain SGD)
+    # Momentum buffers, Adam's moments and step counts (the counts live on the CPU, so they
+    # count only there), fp16's loss scale; 0 for plain SGD.
+    optimizer_state: int
     inputs: int  # the batch (float32) and its int64 labels
-    saved_activations: int  # what autograd holds for backward at the end of the forward
+    # What autograd holds for backward at the end of the forward, parameters and the batch
+    # left out (they count as themselves); autocast's bf16/fp16 weight copies are in it.
+    saved_activations: int
     backward_transient: int  # highest live bytes during backward minus live at its start
-    at_peak: dict[str, int]  # what was live at the steady-state peak, by kind; sums to peak
+    # What was live at the steady-state peak, by kind: parameters, buffers, inputs,
+    # gradients, optimizer state, activations (made by the forward), backward temporaries,
+    # optimizer temporaries. Sums to ``peak``.
+    at_peak: dict[str, int]
     layers: list[LayerMemory] = field(default_factory=list)  # forward order
     input_shape: tuple[int, ...] = ()
     optimizer: str = "sgd"
@@ -672,48 +684,55 @@ class _Backward:
         self.loss = loss
         self.saved = saved
         self.tracker = tracker
-        self.buffers: dict[object, list] = {}
+        self.buffers: dict[object, list] = {}  # node -> its input gradients so far
         self.holders: Counter[int] = Counter()  # tensor id -> buffer slots holding it
+        self.dependencies: Counter = Counter()  # node -> edges still to deliver to it
+        self.saved_by: dict[object, list[_Saved]] = {}
+        self.ready: list[tuple] = []  # heap of (-sequence number, arrival, node)
+        self.arrivals = itertools.count()
 
     def run(self) -> None:
         root = self.loss.grad_fn
         if root is None:
             raise ValueError("the loss does not require grad: nothing to backpropagate")
-        dependencies = self._dependencies(root)
-        saved_by = {node: self.saved.boxes_of(node) for node in dependencies}
-        saved_by[root] = self.saved.boxes_of(root)
+        self.dependencies = self._dependencies(root)
+        self.saved_by = {node: self.saved.boxes_of(node) for node in [root, *self.dependencies]}
         # torch.autograd.backward's implicit gradient; Python holds it until backward returns.
         seed = torch.ones_like(self.loss, memory_format=torch.preserve_format)
         self._store(root, 0, seed, 1)
-        order = itertools.count()
-        ready = [(-root._sequence_nr(), next(order), root)]
-        with torch.no_grad():
-            while ready:
-                node = heapq.heappop(ready)[2]
-                grads = self._take(node)
-                if type(node).__name__ == "AccumulateGrad":
-                    self._accumulate_grad(node.variable, grads[0])
-                    continue
-                if isinstance(node, torch.autograd.function.BackwardCFunction):
-                    raise NotImplementedError(
-                        f"custom autograd Function {type(node).__name__}: not supported")
-                outputs = node(*grads)
-                if not isinstance(outputs, tuple):
-                    outputs = (outputs,)
-                outputs = [self._validate(grad, edge) for grad, edge in
-                           zip(outputs, node.next_functions, strict=False)]
-                del grads  # the engine's input buffer dies when the call returns
-                for box in saved_by.pop(node, ()):
-                    box.tensor = None  # release_variables(): this node's saved tensors go
-                for grad, (next_node, slot) in zip(outputs, node.next_functions, strict=False):
-                    if next_node is None:
-                        continue
-                    self._store(next_node, slot, grad, len(next_node._input_metadata))
-                    dependencies[next_node] -= 1
-                    if dependencies[next_node] == 0:
-                        heapq.heappush(ready, (-next_node._sequence_nr(), next(order), next_node))
-                del outputs, grad
+        self._push(root)
+        with torch.no_grad():  # the engine runs without grad mode (no create_graph)
+            while self.ready:
+                self._evaluate(heapq.heappop(self.ready)[2])
         del seed
+
+    def _push(self, node) -> None:
+        heapq.heappush(self.ready, (-node._sequence_nr(), next(self.arrivals), node))
+
+    def _evaluate(self, node) -> None:
+        """Engine::evaluate_function: run the node, release it, pass its gradients on."""
+        grads = self._take(node)
+        if type(node).__name__ == "AccumulateGrad":
+            self._accumulate_grad(node.variable, grads[0])
+            return
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            raise NotImplementedError(
+                f"custom autograd Function {type(node).__name__}: not supported")
+        outputs = node(*grads)
+        if not isinstance(outputs, tuple):
+            outputs = (outputs,)
+        outputs = [self._validate(grad, edge)
+                   for grad, edge in zip(outputs, node.next_functions, strict=False)]
+        del grads  # the engine's input buffer dies when the call returns
+        for box in self.saved_by.pop(node, ()):
+            box.tensor = None  # release_variables(): this node's saved tensors go
+        for grad, (next_node, slot) in zip(outputs, node.next_functions, strict=False):
+            if next_node is None:
+                continue
+            self._store(next_node, slot, grad, len(next_node._input_metadata))
+            self.dependencies[next_node] -= 1
+            if self.dependencies[next_node] == 0:
+                self._push(next_node)
 
     @staticmethod
     def _dependencies(root) -> Counter:
