@@ -39,6 +39,7 @@ import torch
 from memory_vs_allocator import (
     machine,
     make_optimizer,
+    make_scaler,
     measure_cpu,
     persistent_tensors,
     train_steps,
@@ -80,7 +81,7 @@ def measure_cuda(name: str, shape, optimizer: str, precision: str) -> list[dict]
     torch.manual_seed(0)
     model = build_on(name, "cuda", channels_last=True)
     opt = make_optimizer(optimizer, model.parameters())
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    scaler = make_scaler("cuda", precision)
     batch = (torch.rand(shape, device="cuda").contiguous(memory_format=torch.channels_last),
              torch.randint(0, 10, shape[:1], device="cuda"))
     results = []
@@ -140,7 +141,7 @@ def child_run(name: str, batch: int, optimizer: str, precision: str, budget: int
     try:
         model = build_on(name, "cuda", channels_last=True)
         opt = make_optimizer(optimizer, model.parameters())
-        scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+        scaler = make_scaler("cuda", precision)
         data = (torch.rand(shape, device="cuda").contiguous(memory_format=torch.channels_last),
                 torch.randint(0, 10, shape[:1], device="cuda"))
         train_steps(model, data, opt, scaler, precision, "cuda", STEPS)

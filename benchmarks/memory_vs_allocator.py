@@ -57,6 +57,14 @@ def make_optimizer(name: str, params) -> torch.optim.Optimizer:
     return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params)
 
 
+def make_scaler(device: str, precision: str) -> torch.amp.GradScaler:
+    """train.py's GradScaler (on for fp16 only), with a small initial scale: no step then
+    overflows and gets skipped (a skipped step creates no optimizer state), and the scale's
+    value changes no allocation."""
+    return torch.amp.GradScaler(torch.device(device).type, init_scale=1.0,
+                                enabled=precision == "fp16")
+
+
 def train_steps(model, batch, optimizer, scaler, precision, device, steps, on_step=None):
     """cnnshape train's step, ``steps`` times; ``on_step(i)`` gives a context for step i."""
     loss_fn = nn.CrossEntropyLoss()
@@ -112,7 +120,7 @@ def measure_cpu(build, input_shape, optimizer: str = "sgd", precision: str = "fp
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         model = build()
         opt = make_optimizer(optimizer, model.parameters())
-        scaler = torch.amp.GradScaler("cpu", enabled=precision == "fp16")
+        scaler = make_scaler("cpu", precision)
         batch = torch.rand(input_shape), torch.randint(0, 10, input_shape[:1])
         train_steps(model, batch, opt, scaler, precision, "cpu", steps, window)
     events, windows = _allocator_events(prof)
