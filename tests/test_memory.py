@@ -67,8 +67,8 @@ def _registry_case(name: str, batch: int, **kw) -> Case:
 
 # Every registry model at its seed size; batches small enough for two cores.
 REGISTRY = [_registry_case(name, batch) for name, batch in [
-    ("lenet", 8), ("alexnet", 2), ("vgg", 2), ("vgg-small", 2), ("nin", 2), ("googlenet", 4),
-    ("lenet-bn-scratch", 8), ("lenet-bn", 8), ("resnet18", 4), ("densenet", 4)]]
+    ("lenet", 8), ("alexnet", 2), ("vgg", 2), ("vgg-small", 2), ("nin", 2), ("googlenet", 2),
+    ("lenet-bn-scratch", 8), ("lenet-bn", 8), ("resnet18", 2), ("densenet", 2)]]
 # Every optimizer in fp32 and under bf16 autocast on a BatchNorm LeNet; on a ResNet at 64x64
 # (branches, skip connections, gradients summed in place) every optimizer in fp32, two under
 # bf16 (Adam and AdamW differ by an in-place weight decay only), and fp16 with its GradScaler.
