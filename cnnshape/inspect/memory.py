@@ -1,0 +1,833 @@
+"""Predicted peak memory of one training step, without the memory.
+
+``predict_step`` runs the step ``cnnshape train`` runs (``optimizer.zero_grad()``, forward and
+``CrossEntropyLoss`` under autocast for bf16/fp16, backward, ``optimizer.step()``) on fake
+tensors (``FakeTensorMode``): every op computes its outputs' shapes, dtypes, strides and
+devices but no data, so a step costs the same at batch 4096 as at batch 1 and allocates
+nothing. A dispatch mode watches every tensor storage the step creates on the device and a
+weak reference tells it when the storage is freed; the running total's maximum is the peak.
+Two steps run: the first creates the gradients and the optimizer state, the second (the
+steady state, what every later step repeats) starts with them and frees last step's
+gradients in ``zero_grad``.
+
+What is modelled (it is the real code running, only on fake tensors):
+  * every storage an op returns, on the device: activations, what autograd saves, gradients,
+    optimizer state and the optimizer's temporaries (for-loop on CPU, foreach on CUDA: the
+    implementation torch.optim picks for real tensors on that device), autocast's casts
+    (bf16 weight copies are cached for the forward and kept while autograd needs them),
+    the kernel choices that depend on the device (dropout keeps a bool mask on CUDA and a
+    float one on CPU, ...), parameters, buffers, the input batch and its int64 labels;
+  * the backward pass as torch's autograd engine runs it: same node order, saved tensors
+    released as soon as their node has run, two gradients of one input summed in place when
+    the engine can, gradients stolen (not copied) into ``.grad`` when the layout allows. The
+    engine is replayed in Python (``_Backward``): the C++ engine refuses fake CUDA tensors
+    on a machine without a GPU, and while a dispatch mode is active (which is how the step
+    is watched) it never sums gradients in place, which overstates networks with skip
+    connections or branches;
+  * one meta-kernel discrepancy, corrected: on CPU, ``native_batch_norm`` keeps its saved
+    statistics in float32 for a bf16/fp16 input (the meta kernel says the input's dtype);
+  * CUDA only: the caching allocator rounds every block up to a multiple of 512 bytes
+    (``max_memory_allocated`` counts those blocks).
+
+What is not modelled, and how large it is where it was measured (benchmarks/
+memory_vs_allocator.py on a 2-core AVX-512 CPU; memory_gpu.py is the CUDA counterpart):
+  * scratch memory a kernel allocates and frees inside one op. On CPU, oneDNN runs NCHW
+    convolutions on blocked copies of their inputs, weights and outputs (channels padded to
+    16): with those left out, the allocator's peak equals the prediction to the byte for all
+    ten registry models at their seed recipes; with them, it is 0-3% higher, 6.6% for NiN
+    (96 channels at 54x54 in its first layer) and 17% for LeNet (6 channels padded to 16).
+    On CUDA: cuDNN's and cuBLAS's workspaces (cuBLAS keeps its own for the whole process);
+  * the CUDA caching allocator beyond the 512-byte rounding: a cached block reused for a
+    smaller request is counted whole when the remainder is too small to split (<= 1 MiB),
+    and memory *reserved* by the allocator (``nvidia-smi``, OOM decisions) exceeds what is
+    allocated by the fragmentation of its segments;
+  * the CUDA context and kernels (hundreds of MiB, never counted by
+    ``max_memory_allocated`` either) and the CPU heap's own overhead (c10 aligns CPU
+    allocations to 64 bytes; allocator-level measurements count requested bytes, as this
+    prediction does);
+  * what ``cnnshape train`` keeps on the device besides the step: the dataset (Fashion-MNIST
+    is about 56 MB as uint8), the per-batch metrics, and the next batch, made while the
+    previous one is still referenced (one more input batch, at a moment when no activation
+    is alive); ``torch.compile`` is not modelled;
+  * Python scalars in CPU arithmetic become 8-byte CPU tensors for the length of one op;
+  * cuDNN batch norm's reserve space (taken as zero bytes, as torch's meta kernel does);
+  * steps GradScaler skips (fp16: inf/NaN gradients skip the optimizer step, and with it
+    the optimizer state's creation): the prediction is the step that trains.
+
+``FakeTensorMode``'s constructor imports ``torch._dynamo`` (about a second, once per process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import heapq
+import itertools
+import math
+import warnings
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_CUDA_BLOCK = 512  # the CUDA caching allocator's smallest block and rounding unit
+_LOSS_LAYER = "(loss)"
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerMemory:
+    """What one module's forward left for autograd to keep until backward reaches it."""
+
+    name: str  # qualified module name ("features.0"), or "(loss)" for the loss
+    type: str  # module class name
+    saved_bytes: int  # storages first saved for backward inside this module (each counted once)
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    """Memory of one training step on ``device``, in bytes (as the device's allocator counts).
+
+    ``peak`` is the steady state: the second step and every later one. The first step starts
+    without gradients and optimizer state and creates them; its peak is ``first_step_peak``.
+    """
+
+    peak: int  # steady-state peak of the step, everything live included
+    first_step_peak: int
+    peak_phase: str  # where the steady-state peak happens: zero_grad|forward|backward|optimizer
+    first_step_peak_phase: str
+    parameters: int
+    buffers: int  # BatchNorm running statistics and other module buffers
+    gradients: int  # the .grad of every parameter, as they are after backward
+    # Momentum buffers, Adam's moments and step counts (the counts live on the CPU, so they
+    # count only there), fp16's loss scale; 0 for plain SGD.
+    optimizer_state: int
+    inputs: int  # the batch (float32) and its int64 labels
+    # What autograd holds for backward at the end of the forward, parameters and the batch
+    # left out (they count as themselves); autocast's bf16/fp16 weight copies are in it.
+    saved_activations: int
+    backward_transient: int  # highest live bytes during backward minus live at its start
+    # What was live at the steady-state peak, by kind: parameters, buffers, inputs,
+    # gradients, optimizer state, activations (made by the forward), backward temporaries,
+    # optimizer temporaries. Sums to ``peak``.
+    at_peak: dict[str, int]
+    layers: list[LayerMemory] = field(default_factory=list)  # forward order
+    input_shape: tuple[int, ...] = ()
+    optimizer: str = "sgd"
+    precision: str = "fp32"
+    device: str = "cpu"
+
+    @property
+    def live_at_step_start(self) -> int:
+        """What the steady-state step starts with: all that persists between steps."""
+        return (self.parameters + self.buffers + self.gradients + self.optimizer_state
+                + self.inputs)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["input_shape"] = list(self.input_shape)
+        values["live_at_step_start"] = self.live_at_step_start
+        return values
+
+
+# ---- the public functions -----------------------------------------------------------------------
+
+def predict_step(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: str = "sgd",
+                 precision: str = "fp32", device: str = "cpu",
+                 channels_last: bool | None = None) -> StepMemory:
+    """Peak memory of one training step of ``model`` on a batch of ``input_shape``.
+
+    ``input_shape`` is (batch, channels, height, width) of the float32 batch. ``model`` may
+    live on the meta device, on the CPU or anywhere else: only its structure, parameter
+    shapes and dtypes are used, and it is left exactly as it was. ``channels_last`` None
+    means what ``cnnshape train`` does: on for CUDA, off for CPU.
+    """
+    steps = _simulate(model, input_shape, optimizer=optimizer, precision=precision,
+                      device=device, channels_last=channels_last, steps=2)
+    return _step_memory(steps, input_shape, optimizer, precision, device)
+
+
+def batch_law(model: nn.Module, input_shape: tuple[int, ...], *, batches: tuple[int, int] = (8, 16),
+              **options) -> tuple[int, int]:
+    """(fixed bytes, bytes per image) of the steady-state peak, from two exact predictions.
+
+    ``input_shape`` is one image's (channels, height, width). The peak is affine in the batch
+    size apart from small effects (allocator rounding, per-batch scalars), so
+    ``fixed + per_image * batch`` is a good estimate; ``largest_batch`` checks it exactly.
+    """
+    small, large = batches
+    if not 1 <= small < large:
+        raise ValueError(f"batches must be two increasing sizes, not {batches}")
+    peak_small = predict_step(model, (small, *input_shape), **options).peak
+    peak_large = predict_step(model, (large, *input_shape), **options).peak
+    per_image = max(0, math.ceil((peak_large - peak_small) / (large - small)))
+    return peak_small - per_image * small, per_image
+
+
+def largest_batch(model: nn.Module, input_shape: tuple[int, ...], budget_bytes: int, *,
+                  limit: int = 1 << 20, **options) -> int:
+    """The largest batch whose exact predicted steady-state peak fits in ``budget_bytes``.
+
+    0 when not even one image fits; at most ``limit``. ``input_shape`` is one image's
+    (channels, height, width). The linear law gives the first guess; exact predictions then
+    step away from it (1, 2, 4, ... images) until the answer is bracketed, and bisect. A
+    prediction costs the same whatever the batch, and the law is nearly exact, so this takes
+    a handful of predictions.
+    """
+    peaks: dict[int, int] = {}
+
+    def fits(batch: int) -> bool:
+        if batch not in peaks:
+            peaks[batch] = predict_step(model, (batch, *input_shape), **options).peak
+        return peaks[batch] <= budget_bytes
+
+    fixed, per_image = batch_law(model, input_shape, **options)
+    guess = limit if per_image == 0 else (budget_bytes - fixed) // per_image
+    guess = min(max(guess, 1), limit)
+    low, high = 0, limit + 1  # fits(low) (0 fits by definition), not fits(high)
+    step = 1
+    if fits(guess):
+        low = guess
+        while low < limit:
+            probe = min(low + step, limit)
+            if not fits(probe):
+                high = probe
+                break
+            low, step = probe, step * 2
+    else:
+        high = guess
+        while high > 1:
+            probe = max(high - step, 1)
+            if fits(probe):
+                low = probe
+                break
+            high, step = probe, step * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+# ---- one simulated run of several steps ---------------------------------------------------------
+
+@dataclass
+class _StepRecord:
+    peak: int
+    peak_phase: str
+    at_peak: dict[str, int]
+    live_at_start: int
+    live_at_backward: int
+    backward_peak: int
+    saved_activations: int
+    layers: list[LayerMemory]
+
+
+@dataclass
+class _Run:
+    steps: list[_StepRecord]
+    by_kind: dict[str, int]  # what persists after the last step, by kind
+
+
+def _simulate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: str, precision: str,
+              device: str, channels_last: bool | None, steps: int) -> _Run:
+    _check(input_shape, optimizer, precision)
+    device = torch.device(device)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    from torch._subclasses.fake_tensor import FakeTensorMode  # imports torch._dynamo: lazily
+
+    tracker = _StorageTracker(device)
+    with FakeTensorMode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. GradScaler's "CUDA is not available"
+        twin = _fake_twin(model, device, channels_last)
+        batch = torch.empty(input_shape, device=device)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        labels = torch.empty(input_shape[0], dtype=torch.int64, device=device)
+        opt = _make_optimizer(optimizer, twin.parameters(), device)
+        scaler = _make_scaler(precision, device)
+        loss_fn = nn.CrossEntropyLoss()
+        saved = _SavedTensorLog(twin, loss_fn)
+        with tracker:
+            tracker.adopt(twin.parameters(), "parameters")
+            tracker.adopt(twin.buffers(), "buffers")
+            tracker.adopt((batch, labels), "inputs")
+            records = [_one_step(twin, opt, scaler, loss_fn, batch, labels, precision, device,
+                                 tracker, saved) for _ in range(steps)]
+            _classify_persistent(tracker, twin, opt, scaler)
+            by_kind = dict(tracker.by_kind)
+    return _Run(records, by_kind)
+
+
+def _one_step(model, opt, scaler, loss_fn, batch, labels, precision, device, tracker,
+              saved) -> _StepRecord:
+    """One step, exactly as ``cnnshape train``'s loop runs it, phase by phase."""
+    tracker.start_step()
+    live_at_start = tracker.live
+    tracker.phase = "zero_grad"
+    opt.zero_grad()  # set_to_none: last step's gradients are freed here
+    tracker.phase = "forward"
+    model.train()
+    with saved.recording(), _autocast(precision, device):
+        logits = model(batch)
+        loss = loss_fn(logits, labels)
+    saved_activations, layers = saved.summary(tracker, _persistent_storages(model, batch,
+                                                                             labels))
+    tracker.phase = "backward"
+    live_at_backward = tracker.live
+    tracker.phase_peak = live_at_backward
+    _Backward(scaler.scale(loss), saved, tracker).run()
+    backward_peak = tracker.phase_peak
+    tracker.phase = "optimizer"
+    scaler.step(opt)
+    scaler.update()
+    del logits, loss
+    tracker.phase = "between steps"
+    _classify_persistent(tracker, model, opt, scaler)
+    return _StepRecord(tracker.peak, tracker.peak_phase, dict(tracker.at_peak), live_at_start,
+                       live_at_backward, backward_peak, saved_activations, layers)
+
+
+def _step_memory(run: _Run, input_shape, optimizer, precision, device) -> StepMemory:
+    first, steady = run.steps[0], run.steps[-1]
+    kinds = run.by_kind
+    return StepMemory(
+        peak=steady.peak,
+        first_step_peak=first.peak,
+        peak_phase=steady.peak_phase,
+        first_step_peak_phase=first.peak_phase,
+        parameters=kinds.get("parameters", 0),
+        buffers=kinds.get("buffers", 0),
+        gradients=kinds.get("gradients", 0),
+        optimizer_state=kinds.get("optimizer state", 0),
+        inputs=kinds.get("inputs", 0),
+        saved_activations=steady.saved_activations,
+        backward_transient=steady.backward_peak - steady.live_at_backward,
+        at_peak={k: v for k, v in steady.at_peak.items() if v},
+        layers=steady.layers,
+        input_shape=tuple(input_shape),
+        optimizer=optimizer,
+        precision=precision,
+        device=str(device),
+    )
+
+
+def _check(input_shape, optimizer: str, precision: str) -> None:
+    if len(input_shape) < 2 or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        raise ValueError(f"input_shape must be positive integers (batch, channels, ...), "
+                         f"not {tuple(input_shape)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
+# ---- the fake model, optimizer, autocast and loss scaler ----------------------------------------
+
+def _fake_twin(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers are fake tensors on ``device``.
+
+    The copy shares nothing with ``model`` (deepcopy with every parameter and buffer mapped
+    to its fake stand-in first, so no real weight is ever copied), and the step can run,
+    record hooks and reassign buffers on it without touching the original. 4-d tensors get
+    the channels_last layout when asked, as ``model.to(memory_format=...)`` gives them. Must
+    run inside FakeTensorMode.
+    """
+    stand_ins: dict[int, torch.Tensor] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if id(tensor) in stand_ins:
+            continue
+        if channels_last and tensor.dim() == 4:
+            fake = torch.empty(tensor.shape, dtype=tensor.dtype, device=device,
+                               memory_format=torch.channels_last)
+        else:
+            fake = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype,
+                                       device=device)
+        if isinstance(tensor, nn.Parameter):
+            fake = nn.Parameter(fake, requires_grad=tensor.requires_grad)
+        stand_ins[id(tensor)] = fake
+    return copy.deepcopy(model, memo=dict(stand_ins))
+
+
+def _make_optimizer(name: str, params, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer with PyTorch's defaults, running the implementation it runs for real.
+
+    torch.optim picks foreach kernels for real tensors on CUDA and for-loops on CPU
+    (``_default_to_fused_or_foreach``), but it never picks foreach for fake tensors (their
+    type is not torch.Tensor), so the choice it would make is passed explicitly.
+    """
+    foreach = device.type in _foreach_devices()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.1, foreach=foreach)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, foreach=foreach)
+    if name == "adam":
+        return torch.optim.Adam(params, foreach=foreach)
+    return torch.optim.AdamW(params, foreach=foreach)
+
+
+def _foreach_devices() -> list[str]:
+    try:
+        from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
+    except ImportError:  # private API; these are the devices it listed in torch 2.3-2.14
+        return ["cuda", "xpu"]
+    return _get_foreach_kernels_supported_devices()
+
+
+def _make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """train.py's GradScaler: active for fp16 only, a pass-through otherwise."""
+    fp16 = precision == "fp16"
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+    if fp16 and not scaler.is_enabled():
+        # GradScaler("cuda") switches itself off on a machine without a GPU. The device
+        # name only serves that check: the scaler's tensors go where the loss is.
+        scaler = torch.amp.GradScaler("cpu", enabled=True)
+    return scaler
+
+
+@contextlib.contextmanager
+def _autocast(precision: str, device: torch.device) -> Iterator[None]:
+    """``torch.autocast(device.type, dtype)`` for bf16/fp16, nothing for fp32.
+
+    Set through the thread-local switches that torch.autocast itself sets, because
+    ``torch.autocast("cuda")`` turns itself off on a machine without a GPU.
+    """
+    if precision == "fp32":
+        yield
+        return
+    kind = device.type
+    was_enabled = torch.is_autocast_enabled(kind)
+    was_dtype = torch.get_autocast_dtype(kind)
+    was_caching = torch.is_autocast_cache_enabled()
+    torch.set_autocast_enabled(kind, True)
+    torch.set_autocast_dtype(kind, _AUTOCAST_DTYPES[precision])
+    torch.autocast_increment_nesting()
+    torch.set_autocast_cache_enabled(True)
+    try:
+        yield
+    finally:
+        if torch.autocast_decrement_nesting() == 0:
+            torch.clear_autocast_cache()  # frees the cached bf16/fp16 weight copies
+        torch.set_autocast_enabled(kind, was_enabled)
+        torch.set_autocast_dtype(kind, was_dtype)
+        torch.set_autocast_cache_enabled(was_caching)
+
+
+# ---- watching storages --------------------------------------------------------------------------
+
+class _StorageTracker(TorchDispatchMode):
+    """Live bytes on one device: every storage an op returns, until it is freed.
+
+    Each storage is counted once (views share it), when an op first returns it, under the
+    kind of memory it is (the phase that created it, until ``reclassify`` names it better);
+    a weak reference to it subtracts it when it dies.
+    """
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.device_type = device.type
+        self.entries: dict[int, list] = {}  # storage key -> [weakref, bytes, kind]
+        self.by_kind: Counter[str] = Counter()
+        self.live = 0
+        self.phase = "setup"
+        self.peak = 0
+        self.peak_phase = "setup"
+        self.at_peak: dict[str, int] = {}
+        self.phase_peak = 0
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never traced by torch.compile: no dynamo wrapper needed
+
+    def start_step(self) -> None:
+        self.peak = self.live
+        self.peak_phase = self.phase
+        self.at_peak = dict(self.by_kind)
+
+    def adopt(self, tensors, kind: str) -> None:
+        for tensor in tensors:
+            self.see(tensor, kind)
+
+    def see(self, tensor, kind: str | None = None) -> None:
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type != self.device_type:
+            return
+        storage = tensor.untyped_storage()
+        key = storage._cdata
+        size = self.block_size(storage.nbytes())
+        entry = self.entries.get(key)
+        if entry is not None:
+            if entry[1] != size:  # resized in place (resize_, out= ops)
+                self._add(entry[2], size - entry[1])
+                entry[1] = size
+            if kind is not None and entry[2] != kind:
+                self.reclassify_entry(entry, kind)
+            return
+        kind = kind or self._kind_of_new()
+        self.entries[key] = [weakref.ref(storage, self._freed_callback(key)), size, kind]
+        self._add(kind, size)
+
+    def reclassify(self, tensors, kind: str) -> None:
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.device.type == self.device_type:
+                entry = self.entries.get(tensor.untyped_storage()._cdata)
+                if entry is not None and entry[2] != kind:
+                    self.reclassify_entry(entry, kind)
+
+    def reclassify_entry(self, entry, kind: str) -> None:
+        self.by_kind[entry[2]] -= entry[1]
+        self.by_kind[kind] += entry[1]
+        entry[2] = kind
+
+    def block_size(self, nbytes: int) -> int:
+        if self.device_type == "cuda" and nbytes:
+            return -(-nbytes // _CUDA_BLOCK) * _CUDA_BLOCK
+        return nbytes
+
+    def _kind_of_new(self) -> str:
+        return {"forward": "activations", "backward": "backward temporaries",
+                "optimizer": "optimizer temporaries"}.get(self.phase, "other")
+
+    def _freed_callback(self, key: int):
+        def freed(_ref):
+            entry = self.entries.pop(key, None)
+            if entry is not None:
+                self._add(entry[2], -entry[1])
+        return freed
+
+    def _add(self, kind: str, size: int) -> None:
+        self.by_kind[kind] += size
+        self.live += size
+        if size > 0:
+            self.phase_peak = max(self.phase_peak, self.live)
+            if self.live > self.peak:
+                self.peak = self.live
+                self.peak_phase = self.phase
+                self.at_peak = dict(self.by_kind)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            return _scalar_value(func, args)
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.native_batch_norm.default:
+            out = _cpu_batch_norm_statistics(args, out)
+        for tensor in tree_flatten(out)[0]:
+            self.see(tensor)
+        return out
+
+
+def _scalar_value(func, args):
+    """``tensor.item()``: the value when fake tensors know it (small constants such as
+    Adam's step count), else 0. Only GradScaler asks for an unknown one (``found_inf``),
+    and 0 (no inf or NaN found) is the step that trains."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+
+    try:
+        return func(*args)
+    except DataDependentOutputException:
+        dtype = args[0].dtype
+        if dtype == torch.bool:
+            return False
+        return 0.0 if dtype.is_floating_point else 0
+
+
+def _cpu_batch_norm_statistics(args, out):
+    """native_batch_norm's saved mean and inverse std as the CPU kernel makes them.
+
+    With a bf16/fp16 input and float32 weights (autocast), the CPU kernel keeps them in
+    float32; torch's meta kernel gives them the input's dtype (found by comparing with the
+    allocator). CUDA's meta kernel already says float32.
+    """
+    batch, weight = args[0], args[1]
+    output, mean, invstd = out
+    mixed = (weight is not None and weight.dtype == torch.float32
+             and batch.dtype in (torch.bfloat16, torch.float16))
+    if batch.device.type != "cpu" or not mixed or mean.dtype == torch.float32:
+        return out
+    return (output, torch.empty_like(mean, dtype=torch.float32),
+            torch.empty_like(invstd, dtype=torch.float32))
+
+
+def _storage_keys(tensors) -> set[int]:
+    return {t.untyped_storage()._cdata for t in tensors if isinstance(t, torch.Tensor)}
+
+
+def _persistent_storages(model: nn.Module, *inputs) -> set[int]:
+    return _storage_keys(itertools.chain(model.parameters(), model.buffers(), inputs))
+
+
+def _classify_persistent(tracker: _StorageTracker, model, opt, scaler) -> None:
+    """Name what outlives a step: parameters, buffers, gradients, optimizer state."""
+    tracker.reclassify(model.parameters(), "parameters")
+    tracker.reclassify(model.buffers(), "buffers")
+    tracker.reclassify((p.grad for p in model.parameters()), "gradients")
+    state = [v for s in opt.state.values() for v in s.values()]
+    state += [getattr(scaler, name, None) for name in ("_scale", "_growth_tracker")]
+    tracker.reclassify(state, "optimizer state")
+
+
+# ---- what autograd saves, by layer --------------------------------------------------------------
+
+class _Saved:
+    """One tensor autograd saved: packed into this box so the backward can drop it."""
+
+    __slots__ = ("tensor", "layer", "__weakref__")
+
+    def __init__(self, tensor: torch.Tensor, layer: str):
+        self.tensor = tensor
+        self.layer = layer
+
+
+class _SavedTensorLog:
+    """Saved-tensor hooks that box every saved tensor and note the module that saved it.
+
+    The boxes let the replayed backward release a node's saved tensors right after the
+    node ran, as the engine does; the module stack (forward pre/post hooks on the twin)
+    attributes each saved storage to the innermost module running when it was saved.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module):
+        self.stack: list[str] = []
+        self.boxes: list[weakref.ref] = []
+        self.probe: list[_Saved] | None = None
+        self.types: dict[str, str] = {}
+        for name, module in model.named_modules():
+            self._hook(module, name or type(model).__name__)
+        self._hook(loss_fn, _LOSS_LAYER)
+
+    def _hook(self, module: nn.Module, name: str) -> None:
+        self.types[name] = type(module).__name__
+
+        def enter(_module, _args) -> None:
+            self.stack.append(name)
+
+        def leave(_module, _args, _output) -> None:  # returns None: the output is kept
+            self.stack.pop()
+
+        module.register_forward_pre_hook(enter)
+        module.register_forward_hook(leave)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        self.boxes = []
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+            yield
+
+    def _pack(self, tensor: torch.Tensor) -> _Saved:
+        box = _Saved(tensor, self.stack[-1] if self.stack else _LOSS_LAYER)
+        self.boxes.append(weakref.ref(box))
+        return box
+
+    def _unpack(self, box: _Saved) -> torch.Tensor:
+        if self.probe is not None:
+            self.probe.append(box)
+        return box.tensor
+
+    def boxes_of(self, node) -> list[_Saved]:
+        """The boxes a graph node holds (reading its saved tensors unpacks each of them)."""
+        self.probe = []
+        try:
+            for name in dir(node):
+                if name.startswith("_saved_"):
+                    getattr(node, name)
+            return self.probe
+        finally:
+            self.probe = None
+
+    def summary(self, tracker: _StorageTracker,
+                exclude: set[int]) -> tuple[int, list[LayerMemory]]:
+        """(bytes, per-layer list) of the distinct storages autograd holds now.
+
+        Storages in ``exclude`` (parameters, buffers, the batch) are left out: they are
+        counted as what they are. Each storage goes to the layer that saved it first.
+        """
+        per_layer: dict[str, int] = {}
+        seen: set[int] = set()
+        for box in (ref() for ref in self.boxes):
+            if box is None or box.tensor is None:
+                continue
+            if box.tensor.device.type != tracker.device_type:
+                continue
+            storage = box.tensor.untyped_storage()
+            if storage._cdata in exclude or storage._cdata in seen:
+                continue
+            seen.add(storage._cdata)
+            size = tracker.block_size(storage.nbytes())
+            per_layer[box.layer] = per_layer.get(box.layer, 0) + size
+        layers = [LayerMemory(name, self.types.get(name, ""), size)
+                  for name, size in per_layer.items()]
+        return sum(per_layer.values()), layers
+
+
+# ---- the backward pass, as the autograd engine runs it ------------------------------------------
+
+class _Backward:
+    """``loss.backward()`` replayed in Python, with the C++ engine's memory behaviour.
+
+    Same order (a ready queue that runs the highest sequence number first; AccumulateGrad
+    nodes have the highest), inputs freed when a node returns, the node's saved tensors
+    released right after it ran, several gradients for one input summed in place when the
+    engine's rule allows it (dense, and nothing else holds the tensor or its storage), and
+    AccumulateGrad stealing the gradient into ``.grad`` when nothing else holds it and its
+    strides match the parameter's, copying it otherwise.
+    """
+
+    def __init__(self, loss: torch.Tensor, saved: _SavedTensorLog, tracker: _StorageTracker):
+        self.loss = loss
+        self.saved = saved
+        self.tracker = tracker
+        self.buffers: dict[object, list] = {}  # node -> its input gradients so far
+        self.holders: Counter[int] = Counter()  # tensor id -> buffer slots holding it
+        self.dependencies: Counter = Counter()  # node -> edges still to deliver to it
+        self.saved_by: dict[object, list[_Saved]] = {}
+        self.ready: list[tuple] = []  # heap of (-sequence number, arrival, node)
+        self.arrivals = itertools.count()
+
+    def run(self) -> None:
+        root = self.loss.grad_fn
+        if root is None:
+            raise ValueError("the loss does not require grad: nothing to backpropagate")
+        self.dependencies = self._dependencies(root)
+        self.saved_by = {node: self.saved.boxes_of(node) for node in [root, *self.dependencies]}
+        # torch.autograd.backward's implicit gradient; Python holds it until backward returns.
+        seed = torch.ones_like(self.loss, memory_format=torch.preserve_format)
+        self._store(root, 0, seed, 1)
+        self._push(root)
+        with torch.no_grad():  # the engine runs without grad mode (no create_graph)
+            while self.ready:
+                self._evaluate(heapq.heappop(self.ready)[2])
+        del seed
+
+    def _push(self, node) -> None:
+        heapq.heappush(self.ready, (-node._sequence_nr(), next(self.arrivals), node))
+
+    def _evaluate(self, node) -> None:
+        """Engine::evaluate_function: run the node, release it, pass its gradients on."""
+        grads = self._take(node)
+        if type(node).__name__ == "AccumulateGrad":
+            self._accumulate_grad(node.variable, grads[0])
+            return
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            raise NotImplementedError(
+                f"custom autograd Function {type(node).__name__}: not supported")
+        outputs = node(*grads)
+        if not isinstance(outputs, tuple):
+            outputs = (outputs,)
+        outputs = [self._validate(grad, edge)
+                   for grad, edge in zip(outputs, node.next_functions, strict=False)]
+        del grads  # the engine's input buffer dies when the call returns
+        for box in self.saved_by.pop(node, ()):
+            box.tensor = None  # release_variables(): this node's saved tensors go
+        for grad, (next_node, slot) in zip(outputs, node.next_functions, strict=False):
+            if next_node is None:
+                continue
+            self._store(next_node, slot, grad, len(next_node._input_metadata))
+            self.dependencies[next_node] -= 1
+            if self.dependencies[next_node] == 0:
+                self._push(next_node)
+
+    @staticmethod
+    def _dependencies(root) -> Counter:
+        dependencies: Counter = Counter()
+        seen, stack = {root}, [root]
+        while stack:
+            node = stack.pop()
+            for next_node, _ in node.next_functions:
+                if next_node is not None:
+                    dependencies[next_node] += 1
+                    if next_node not in seen:
+                        seen.add(next_node)
+                        stack.append(next_node)
+        return dependencies
+
+    def _take(self, node) -> list:
+        grads = self.buffers.pop(node)
+        for grad in grads:
+            if grad is not None:
+                self.holders[id(grad)] -= 1
+        return grads
+
+    def _store(self, node, slot: int, grad, slots: int) -> None:
+        """InputBuffer::add: keep the first gradient, sum the next ones into it."""
+        buffer = self.buffers.setdefault(node, [None] * slots)
+        if grad is None:
+            return
+        old = buffer[slot]
+        if old is None:
+            buffer[slot] = grad
+            self.holders[id(grad)] += 1
+            return
+        self.holders[id(old)] -= 1
+        if self._sole_owner(old):
+            summed = old.add_(grad)
+        else:
+            summed = old + grad
+        buffer[slot] = summed
+        self.holders[id(summed)] += 1
+
+    def _sole_owner(self, tensor: torch.Tensor) -> bool:
+        """InputBuffer's test for summing in place: dense, and the engine holds the only
+        reference to the tensor and to its storage."""
+        # One reference to the storage is the tensor's; the probe adds another.
+        return (_non_overlapping_and_dense(tensor) and self.holders[id(tensor)] == 0
+                and torch._C._storage_Use_Count(tensor.untyped_storage()._cdata) == 2)
+
+    @staticmethod
+    def _validate(grad, edge):
+        """validate_outputs: reduce to the input's shape, cast to its dtype and device."""
+        next_node, slot = edge
+        if grad is None or next_node is None:
+            return grad
+        metadata = next_node._input_metadata[slot]
+        if tuple(grad.shape) != tuple(metadata.shape):
+            grad = grad.sum_to_size(metadata.shape)
+        if grad.dtype != metadata.dtype or grad.device != metadata.device:
+            grad = grad.to(device=metadata.device, dtype=metadata.dtype)
+        return grad
+
+    def _accumulate_grad(self, param: torch.Tensor, grad) -> None:
+        """AccumulateGrad: steal the gradient into .grad when allowed, else copy or add."""
+        if grad is None:
+            return
+        if param.grad is not None:
+            param.grad.add_(grad)
+        elif self.holders[id(grad)] == 0 and _obeys_layout_contract(grad, param):
+            param.grad = grad.detach()
+        elif _non_overlapping_and_dense(param):
+            param.grad = grad.new_empty_strided(param.shape, param.stride()).copy_(grad)
+        else:
+            param.grad = grad.clone(memory_format=torch.contiguous_format)
+        self.tracker.reclassify([param.grad], "gradients")
+
+
+def _non_overlapping_and_dense(tensor: torch.Tensor) -> bool:
+    """c10's is_non_overlapping_and_dense: the elements tile their storage without gaps."""
+    expected = 1
+    for dim in sorted(range(tensor.dim()), key=lambda d: (tensor.stride(d), tensor.size(d))):
+        if tensor.size(dim) == 1:
+            continue
+        if tensor.stride(dim) != expected:
+            return False
+        expected *= tensor.size(dim)
+    return True
+
+
+def _obeys_layout_contract(grad: torch.Tensor, param: torch.Tensor) -> bool:
+    """autograd's "gradient layout contract": may ``grad`` become ``param.grad`` as it is?"""
+    if not _non_overlapping_and_dense(param):
+        return grad.is_contiguous()
+    for size, grad_stride, param_stride in zip(grad.shape, grad.stride(), param.stride(),
+                                               strict=True):
+        if size != 1 and grad_stride != param_stride:
+            return False
+        if size == 1 and grad_stride == 0:
+            return False
+    return True
