@@ -54,11 +54,13 @@ STEPS = 3  # the first creates gradients and optimizer state; the third is the s
 
 # ---- one case: predicted and measured -----------------------------------------------------------
 
+
 def blocks(tensors) -> int:
     """Bytes of the distinct CUDA storages behind ``tensors``, in the allocator's 512-byte
     blocks."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-                for t in tensors if t.is_cuda}
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t.is_cuda
+    }
     return sum(-(-n // 512) * 512 for n in storages.values() if n)
 
 
@@ -82,8 +84,10 @@ def measure_cuda(name: str, shape, optimizer: str, precision: str) -> list[dict]
     model = build_on(name, "cuda", channels_last=True)
     opt = make_optimizer(optimizer, model.parameters())
     scaler = make_scaler("cuda", precision)
-    batch = (torch.rand(shape, device="cuda").contiguous(memory_format=torch.channels_last),
-             torch.randint(0, 10, shape[:1], device="cuda"))
+    batch = (
+        torch.rand(shape, device="cuda").contiguous(memory_format=torch.channels_last),
+        torch.randint(0, 10, shape[:1], device="cuda"),
+    )
     results = []
 
     @contextlib.contextmanager
@@ -95,8 +99,13 @@ def measure_cuda(name: str, shape, optimizer: str, precision: str) -> list[dict]
         yield
         torch.cuda.synchronize()
         rise = torch.cuda.max_memory_allocated() - start
-        results.append({"peak": baseline + rise, "untracked": start - baseline,
-                        "reserved": torch.cuda.max_memory_reserved()})
+        results.append(
+            {
+                "peak": baseline + rise,
+                "untracked": start - baseline,
+                "reserved": torch.cuda.max_memory_reserved(),
+            }
+        )
 
     train_steps(model, batch, opt, scaler, precision, "cuda", STEPS, window)
     return results
@@ -108,27 +117,41 @@ def run_case(name: str, batch: int, optimizer: str, precision: str, device: str)
     with torch.device("meta"):
         meta = spec.build()
     started = time.perf_counter()
-    predicted = predict_step(meta, shape, optimizer=optimizer, precision=precision,
-                             device=device)
-    row = {"model": name, "shape": list(shape), "optimizer": optimizer, "precision": precision,
-           "device": device, "predicted": predicted.peak,
-           "predicted_first": predicted.first_step_peak,
-           "predict_seconds": round(time.perf_counter() - started, 2)}
+    predicted = predict_step(meta, shape, optimizer=optimizer, precision=precision, device=device)
+    row = {
+        "model": name,
+        "shape": list(shape),
+        "optimizer": optimizer,
+        "precision": precision,
+        "device": device,
+        "predicted": predicted.peak,
+        "predicted_first": predicted.first_step_peak,
+        "predict_seconds": round(time.perf_counter() - started, 2),
+    }
     if device == "cuda":
         steps = measure_cuda(name, shape, optimizer, precision)
         torch.cuda.empty_cache()  # the next case starts from an empty cache
-        row.update(measured=steps[-1]["peak"], measured_first=steps[0]["peak"],
-                   untracked=steps[-1]["untracked"], max_reserved=steps[-1]["reserved"])
+        row.update(
+            measured=steps[-1]["peak"],
+            measured_first=steps[0]["peak"],
+            untracked=steps[-1]["untracked"],
+            max_reserved=steps[-1]["reserved"],
+        )
     else:
         steps = measure_cpu(spec.build, shape, optimizer, precision, steps=STEPS)
-        row.update(measured=steps[-1].peak, measured_first=steps[0].peak, untracked=0,
-                   tensor_level=steps[-1].tensor_peak)
+        row.update(
+            measured=steps[-1].peak,
+            measured_first=steps[0].peak,
+            untracked=0,
+            tensor_level=steps[-1].tensor_peak,
+        )
     row["ratio"] = row["predicted"] / row["measured"]
     row["first_ratio"] = row["predicted_first"] / row["measured_first"]
     return row
 
 
 # ---- the largest batch under a budget -----------------------------------------------------------
+
 
 def child_run(name: str, batch: int, optimizer: str, precision: str, budget: int) -> dict:
     """In this (fresh) process: STEPS steps at ``batch`` under a memory fraction of
@@ -142,15 +165,20 @@ def child_run(name: str, batch: int, optimizer: str, precision: str, budget: int
         model = build_on(name, "cuda", channels_last=True)
         opt = make_optimizer(optimizer, model.parameters())
         scaler = make_scaler("cuda", precision)
-        data = (torch.rand(shape, device="cuda").contiguous(memory_format=torch.channels_last),
-                torch.randint(0, 10, shape[:1], device="cuda"))
+        data = (
+            torch.rand(shape, device="cuda").contiguous(memory_format=torch.channels_last),
+            torch.randint(0, 10, shape[:1], device="cuda"),
+        )
         train_steps(model, data, opt, scaler, precision, "cuda", STEPS)
         torch.cuda.synchronize()
         outcome = "ran"
     except torch.OutOfMemoryError:
         outcome = "OOM"
-    return {"outcome": outcome, "max_allocated": torch.cuda.max_memory_allocated(),
-            "max_reserved": torch.cuda.max_memory_reserved()}
+    return {
+        "outcome": outcome,
+        "max_allocated": torch.cuda.max_memory_allocated(),
+        "max_reserved": torch.cuda.max_memory_reserved(),
+    }
 
 
 def try_batch(name, batch, optimizer, precision, budget, device) -> dict:
@@ -160,53 +188,85 @@ def try_batch(name, batch, optimizer, precision, budget, device) -> dict:
         peak = measure_cpu(spec.build, shape, optimizer, precision, steps=STEPS)[-1].peak
         return {"outcome": "ran" if peak <= budget else "OOM", "max_allocated": peak}
     # A fresh process: an allocator holding nothing, and its own cuBLAS/cuDNN state.
-    command = [sys.executable, __file__, "--child", name, str(batch), optimizer, precision,
-               str(budget)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        str(batch),
+        optimizer,
+        precision,
+        str(budget),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"outcome": "error", "error": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def fit_check(name: str, optimizer: str, precision: str, budget: int, untracked: int,
-              device: str) -> dict:
+def fit_check(
+    name: str, optimizer: str, precision: str, budget: int, untracked: int, device: str
+) -> dict:
     spec = get_spec(name)
     with torch.device("meta"):
         meta = spec.build()
     started = time.perf_counter()
-    best = largest_batch(meta, (1, spec.size, spec.size), budget - untracked,
-                         optimizer=optimizer, precision=precision, device=device)
+    best = largest_batch(
+        meta,
+        (1, spec.size, spec.size),
+        budget - untracked,
+        optimizer=optimizer,
+        precision=precision,
+        device=device,
+    )
     seconds = time.perf_counter() - started
     bigger = max(best + 1, math.ceil(best * 1.1))
-    return {"model": name, "optimizer": optimizer, "precision": precision, "device": device,
-            "budget": budget, "untracked": untracked, "largest_batch": best,
-            "largest_batch_seconds": round(seconds, 2),
-            "at_largest": try_batch(name, best, optimizer, precision, budget, device),
-            "bigger": bigger,
-            "at_bigger": try_batch(name, bigger, optimizer, precision, budget, device)}
+    return {
+        "model": name,
+        "optimizer": optimizer,
+        "precision": precision,
+        "device": device,
+        "budget": budget,
+        "untracked": untracked,
+        "largest_batch": best,
+        "largest_batch_seconds": round(seconds, 2),
+        "at_largest": try_batch(name, best, optimizer, precision, budget, device),
+        "bigger": bigger,
+        "at_bigger": try_batch(name, bigger, optimizer, precision, budget, device),
+    }
 
 
 # ---- reporting ----------------------------------------------------------------------------------
 
+
 def case_table(rows: list[dict]) -> str:
-    lines = ["| model | input | precision | predicted MiB | measured MiB | predicted / measured "
-             "| first step: predicted / measured | untracked at start MiB | predict s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | input | precision | predicted MiB | measured MiB | predicted / measured "
+        "| first step: predicted / measured | untracked at start MiB | predict s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
-        lines.append(f"| {r['model']} | {shape} | {r['precision']} | {r['predicted'] / MiB:,.1f} "
-                     f"| {r['measured'] / MiB:,.1f} | {r['ratio']:.3f} | {r['first_ratio']:.3f} "
-                     f"| {r['untracked'] / MiB:,.1f} | {r['predict_seconds']:.2f} |")
+        lines.append(
+            f"| {r['model']} | {shape} | {r['precision']} | {r['predicted'] / MiB:,.1f} "
+            f"| {r['measured'] / MiB:,.1f} | {r['ratio']:.3f} | {r['first_ratio']:.3f} "
+            f"| {r['untracked'] / MiB:,.1f} | {r['predict_seconds']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def fit_table(rows: list[dict]) -> str:
-    lines = ["| model | precision | budget MiB | predicted largest batch | its run | "
-             "10% larger | its run |", "|---|---|---:|---:|---|---:|---|"]
+    lines = [
+        "| model | precision | budget MiB | predicted largest batch | its run | "
+        "10% larger | its run |",
+        "|---|---|---:|---:|---|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['precision']} | {r['budget'] / MiB:,.0f} | "
-                     f"{r['largest_batch']} | {_outcome(r['at_largest'])} | {r['bigger']} | "
-                     f"{_outcome(r['at_bigger'])} |")
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['budget'] / MiB:,.0f} | "
+            f"{r['largest_batch']} | {_outcome(r['at_largest'])} | {r['bigger']} | "
+            f"{_outcome(r['at_bigger'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -224,8 +284,11 @@ def main(argv=None) -> int:
     parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
     parser.add_argument("--optimizer", default="sgd")
     parser.add_argument("--fit-models", nargs="*", default=["resnet18", "vgg-small", "densenet"])
-    parser.add_argument("--fit-precision", default="bf16",
-                        help="precision of the largest-batch runs (bf16: train's CUDA default)")
+    parser.add_argument(
+        "--fit-precision",
+        default="bf16",
+        help="precision of the largest-batch runs (bf16: train's CUDA default)",
+    )
     parser.add_argument("--budget-gb", type=float, default=3.0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
@@ -252,8 +315,10 @@ def main(argv=None) -> int:
                 row = run_case(name, batch, args.optimizer, precision, args.device)
                 cases.append(row)
                 _append(jsonl, row)
-                print(f"{name} {batch} {precision}: predicted/measured {row['ratio']:.3f}",
-                      file=sys.stderr)
+                print(
+                    f"{name} {batch} {precision}: predicted/measured {row['ratio']:.3f}",
+                    file=sys.stderr,
+                )
 
     # What the allocator keeps beyond tensors once everything is freed (cuBLAS workspace):
     # a fresh process gets the same, so the budget for tensors is that much smaller.
@@ -267,14 +332,21 @@ def main(argv=None) -> int:
         _append(jsonl, row)
         print(f"{name}: largest batch {row['largest_batch']}", file=sys.stderr)
 
-    text = "\n".join([
-        f"Device: {where}; optimizer {args.optimizer}; "
-        f"{time.perf_counter() - started:.0f} s in all", "",
-        "Predicted vs measured peak of the steady-state step (the third):", "",
-        case_table(cases), "",
-        f"Largest batch under a budget of {args.budget_gb:g} GiB "
-        f"(predicted for the budget minus {untracked / MiB:.1f} MiB untracked):", "",
-        fit_table(fits)])
+    text = "\n".join(
+        [
+            f"Device: {where}; optimizer {args.optimizer}; "
+            f"{time.perf_counter() - started:.0f} s in all",
+            "",
+            "Predicted vs measured peak of the steady-state step (the third):",
+            "",
+            case_table(cases),
+            "",
+            f"Largest batch under a budget of {args.budget_gb:g} GiB "
+            f"(predicted for the budget minus {untracked / MiB:.1f} MiB untracked):",
+            "",
+            fit_table(fits),
+        ]
+    )
     (out / "memory-gpu.md").write_text(text + "\n")
     print(text)
     return 0

@@ -41,6 +41,7 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # ---- the real step on CPU, measured by the allocator --------------------------------------------
 
+
 @dataclass(frozen=True)
 class Measured:
     peak: int  # the allocator's peak of the step, what was live at its start included
@@ -61,8 +62,9 @@ def make_scaler(device: str, precision: str) -> torch.amp.GradScaler:
     """train.py's GradScaler (on for fp16 only), with a small initial scale: no step then
     overflows and gets skipped (a skipped step creates no optimizer state), and the scale's
     value changes no allocation."""
-    return torch.amp.GradScaler(torch.device(device).type, init_scale=1.0,
-                                enabled=precision == "fp16")
+    return torch.amp.GradScaler(
+        torch.device(device).type, init_scale=1.0, enabled=precision == "fp16"
+    )
 
 
 def train_steps(model, batch, optimizer, scaler, precision, device, steps, on_step=None):
@@ -70,8 +72,11 @@ def train_steps(model, batch, optimizer, scaler, precision, device, steps, on_st
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     for step in range(steps):
-        autocast = (torch.autocast(torch.device(device).type, _AUTOCAST[precision])
-                    if precision in _AUTOCAST else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(torch.device(device).type, _AUTOCAST[precision])
+            if precision in _AUTOCAST
+            else contextlib.nullcontext()
+        )
         with on_step(step) if on_step else contextlib.nullcontext():
             optimizer.zero_grad()
             with autocast:
@@ -96,13 +101,17 @@ def persistent_tensors(model, optimizer, scaler, batch) -> list:
 def storage_bytes(tensors, device: str = "cpu") -> int:
     """Bytes of the distinct storages behind ``tensors`` that live on ``device``."""
     kind = torch.device(device).type
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-                for t in tensors if t.device.type == kind}
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+        for t in tensors
+        if t.device.type == kind
+    }
     return sum(storages.values())
 
 
-def measure_cpu(build, input_shape, optimizer: str = "sgd", precision: str = "fp32",
-                steps: int = 2) -> list[Measured]:
+def measure_cpu(
+    build, input_shape, optimizer: str = "sgd", precision: str = "fp32", steps: int = 2
+) -> list[Measured]:
     """Run ``steps`` real steps on CPU under the profiler; each one's measured peaks."""
     torch.manual_seed(0)
     baselines, seconds = [], []
@@ -125,8 +134,10 @@ def measure_cpu(build, input_shape, optimizer: str = "sgd", precision: str = "fp
         train_steps(model, batch, opt, scaler, precision, "cpu", steps, window)
     events, windows = _allocator_events(prof)
     scratch = _kernel_scratch(events)
-    return [Measured(*_peaks(events, windows[f"step{i}"], baselines[i], scratch), seconds[i])
-            for i in range(steps)]
+    return [
+        Measured(*_peaks(events, windows[f"step{i}"], baselines[i], scratch), seconds[i])
+        for i in range(steps)
+    ]
 
 
 @dataclass(frozen=True)
@@ -149,8 +160,11 @@ def _allocator_events(prof) -> tuple[list[_Event], dict[str, tuple[int, int]]]:
         if op is None and node.name.startswith("aten::"):
             op = (node.name, node.start_time_ns)
         if type(fields).__name__ == "_ExtraFields_Allocation":
-            events.append(_Event(node.start_time_ns, fields.alloc_size, fields.total_allocated,
-                                 fields.ptr, op))
+            events.append(
+                _Event(
+                    node.start_time_ns, fields.alloc_size, fields.total_allocated, fields.ptr, op
+                )
+            )
         for child in node.children:
             walk(child, op)
 
@@ -189,6 +203,7 @@ def _peaks(events, window, baseline: int, scratch: set[int]) -> tuple[int, int]:
 
 # ---- the comparison -----------------------------------------------------------------------------
 
+
 def torchinfo_estimate(meta_model: nn.Module, input_shape) -> int:
     """torchinfo's "Estimated Total Size" in bytes (what its summary prints, unrounded)."""
     import torchinfo
@@ -200,6 +215,7 @@ def torchinfo_estimate(meta_model: nn.Module, input_shape) -> int:
 def estimated_seconds(build, size: int, batch: int) -> float:
     """Two plain training steps at ``batch``, extrapolated from timed steps at batch 2 and 4
     (BatchNorm1d refuses batch 1 in training)."""
+
     def timed(n: int) -> float:
         torch.manual_seed(0)
         model = build()
@@ -223,16 +239,21 @@ def compare(name: str, batch: int, max_gb: float, max_seconds: float) -> dict:
     started = time.perf_counter()
     predicted = predict_step(meta, shape)
     predict_seconds = time.perf_counter() - started
-    row = {"model": name, "shape": shape, "torchinfo": torchinfo_estimate(meta, shape),
-           "predicted": predicted.peak, "predict_s": predict_seconds, "measured": None}
+    row = {
+        "model": name,
+        "shape": shape,
+        "torchinfo": torchinfo_estimate(meta, shape),
+        "predicted": predicted.peak,
+        "predict_s": predict_seconds,
+        "measured": None,
+    }
     if predicted.peak > max_gb * 1e9:
         row["skipped"] = f"prediction over {max_gb:g} GB"
     elif estimated_seconds(spec.build, spec.size, batch) > max_seconds:
         row["skipped"] = f"est. over {max_seconds:g} s"
     else:
         steady = measure_cpu(spec.build, shape)[-1]
-        row.update(measured=steady.peak, tensor_level=steady.tensor_peak,
-                   measure_s=steady.seconds)
+        row.update(measured=steady.peak, tensor_level=steady.tensor_peak, measure_s=steady.seconds)
     return row
 
 
@@ -241,10 +262,12 @@ def _mb(value) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | input | torchinfo MB | predicted MB | measured MB | predicted / measured "
-             "| torchinfo / measured | torchinfo / predicted | tensor-level MB | kernel scratch "
-             "| predict s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | input | torchinfo MB | predicted MB | measured MB | predicted / measured "
+        "| torchinfo / measured | torchinfo / predicted | tensor-level MB | kernel scratch "
+        "| predict s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         shape = "x".join(map(str, row["shape"]))
         measured = row["measured"]
@@ -258,10 +281,12 @@ def markdown(rows: list[dict]) -> str:
             exact = abs(row["tensor_level"] - row["predicted"]) <= 64
             tensor_level = _mb(row["tensor_level"]) + (" (= predicted)" if exact else "")
             scratch = f"{(measured - row['tensor_level']) / measured:.1%}"
-        lines.append(f"| {row['model']} | {shape} | {_mb(row['torchinfo'])} | "
-                     f"{_mb(row['predicted'])} | {measured_text} | {ratio} | {torchinfo_ratio} | "
-                     f"{row['torchinfo'] / row['predicted']:.3f} | {tensor_level} | {scratch} | "
-                     f"{row['predict_s']:.2f} |")
+        lines.append(
+            f"| {row['model']} | {shape} | {_mb(row['torchinfo'])} | "
+            f"{_mb(row['predicted'])} | {measured_text} | {ratio} | {torchinfo_ratio} | "
+            f"{row['torchinfo'] / row['predicted']:.3f} | {tensor_level} | {scratch} | "
+            f"{row['predict_s']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -269,15 +294,18 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
+            )
     ram = ""
     with contextlib.suppress(ValueError, OSError, AttributeError):
         ram = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
     import torchinfo
 
-    return (f"{cpu}, {os.cpu_count()} cores{ram}; torch {torch.__version__}, "
-            f"torchinfo {torchinfo.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{ram}; torch {torch.__version__}, "
+        f"torchinfo {torchinfo.__version__}, Python {platform.python_version()}"
+    )
 
 
 def main(argv=None) -> int:
@@ -288,15 +316,18 @@ def main(argv=None) -> int:
     parser.add_argument("--max-seconds", type=float, default=20.0)
     parser.add_argument("--out", help="also write the Markdown here")
     args = parser.parse_args(argv)
-    report = [f"Machine: {machine()}", "",
-              "Seed recipes (batch and size of the book), fp32, plain SGD, second step:", ""]
+    report = [
+        f"Machine: {machine()}",
+        "",
+        "Seed recipes (batch and size of the book), fp32, plain SGD, second step:",
+        "",
+    ]
     seed_rows = []
     for name in args.models:
         spec = get_spec(name)
         seed_rows.append(compare(name, spec.recipe.batch_size, args.max_gb, args.max_seconds))
         print(f"seed recipe: {name} done", file=sys.stderr)
-    report += [markdown(seed_rows), "",
-               f"Every model at batch {args.small_batch}, same step:", ""]
+    report += [markdown(seed_rows), "", f"Every model at batch {args.small_batch}, same step:", ""]
     small_rows = []
     for name in args.models:
         small_rows.append(compare(name, args.small_batch, args.max_gb, float("inf")))

@@ -43,6 +43,7 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # ---- the cases ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Case:
     model: str  # registry name, or "tv:<torchvision builder>"
@@ -66,20 +67,44 @@ def _registry_case(name: str, batch: int, **kw) -> Case:
 
 
 # Every registry model at its seed size; batches small enough for two cores.
-REGISTRY = [_registry_case(name, batch) for name, batch in [
-    ("lenet", 8), ("alexnet", 2), ("vgg", 2), ("vgg-small", 2), ("nin", 2), ("googlenet", 2),
-    ("lenet-bn-scratch", 8), ("lenet-bn", 8), ("resnet18", 2), ("densenet", 2)]]
+REGISTRY = [
+    _registry_case(name, batch)
+    for name, batch in [
+        ("lenet", 8),
+        ("alexnet", 2),
+        ("vgg", 2),
+        ("vgg-small", 2),
+        ("nin", 2),
+        ("googlenet", 2),
+        ("lenet-bn-scratch", 8),
+        ("lenet-bn", 8),
+        ("resnet18", 2),
+        ("densenet", 2),
+    ]
+]
 # Every optimizer in fp32 and under bf16 autocast on a BatchNorm LeNet; on a ResNet at 64x64
 # (branches, skip connections, gradients summed in place) every optimizer in fp32, two under
 # bf16 (Adam and AdamW differ by an in-place weight decay only), and fp16 with its GradScaler.
-OPTIMIZERS = [_registry_case("lenet-bn", 8, optimizer=opt, precision=precision)
-              for opt in ("sgd", "momentum", "adam", "adamw") for precision in ("fp32", "bf16")
-              if (opt, precision) != ("sgd", "fp32")]
-OPTIMIZERS += [Case("resnet18", (2, 1, 64, 64), optimizer=opt, precision=precision)
-               for opt, precision in [("momentum", "fp32"), ("adam", "fp32"), ("adamw", "fp32"),
-                                      ("sgd", "bf16"), ("adam", "bf16"), ("momentum", "fp16")]]
-TORCHVISION = [Case(f"tv:{name}", (2, 3, 64, 64)) for name in
-               ("resnet18", "mobilenet_v2", "densenet121")]
+OPTIMIZERS = [
+    _registry_case("lenet-bn", 8, optimizer=opt, precision=precision)
+    for opt in ("sgd", "momentum", "adam", "adamw")
+    for precision in ("fp32", "bf16")
+    if (opt, precision) != ("sgd", "fp32")
+]
+OPTIMIZERS += [
+    Case("resnet18", (2, 1, 64, 64), optimizer=opt, precision=precision)
+    for opt, precision in [
+        ("momentum", "fp32"),
+        ("adam", "fp32"),
+        ("adamw", "fp32"),
+        ("sgd", "bf16"),
+        ("adam", "bf16"),
+        ("momentum", "fp16"),
+    ]
+]
+TORCHVISION = [
+    Case(f"tv:{name}", (2, 3, 64, 64)) for name in ("resnet18", "mobilenet_v2", "densenet121")
+]
 TORCHVISION.append(Case("tv:mobilenet_v2", (2, 3, 64, 64), "adam", "bf16"))
 ALL_CASES = REGISTRY + OPTIMIZERS + TORCHVISION
 
@@ -89,13 +114,14 @@ ALL_CASES = REGISTRY + OPTIMIZERS + TORCHVISION
 # machine; the tensor-level check above holds exactly for these cases too.
 SCRATCH_ABOVE_5_PERCENT = {
     "lenet-8x1x28x28-sgd-fp32": "oneDNN conv scratch (6 channels padded to 16): prediction "
-                                "11.4% below the allocator peak (124 KB)",
+    "11.4% below the allocator peak (124 KB)",
     "nin-2x1x224x224-sgd-fp32": "oneDNN conv scratch of NiN's first layer (96x54x54): "
-                                "prediction 7.8% below the allocator peak (2.4 MB)",
+    "prediction 7.8% below the allocator peak (2.4 MB)",
 }
 
 
 # ---- the real step, measured by the allocator ---------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -114,8 +140,11 @@ def _make_optimizer(name: str, params) -> torch.optim.Optimizer:
 
 def _live_bytes(tensors) -> int:
     """Bytes of the distinct storages behind ``tensors``."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-                for t in tensors if isinstance(t, torch.Tensor)}
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+        for t in tensors
+        if isinstance(t, torch.Tensor)
+    }
     return sum(storages.values())
 
 
@@ -132,8 +161,11 @@ def _persistent(model, optimizer, scaler, batch) -> list:
 def measure(case: Case, steps: int = 2) -> tuple[Measured, ...]:
     """Run ``steps`` real training steps on CPU; each one's measured peaks."""
     torch.manual_seed(0)
-    autocast = (torch.autocast("cpu", _AUTOCAST[case.precision])
-                if case.precision in _AUTOCAST else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cpu", _AUTOCAST[case.precision])
+        if case.precision in _AUTOCAST
+        else contextlib.nullcontext()
+    )
     baselines = []
     # Everything is created inside the profile, so every block freed during a step was
     # allocated while the allocator was reporting (a block from before has no known size).
@@ -143,8 +175,7 @@ def measure(case: Case, steps: int = 2) -> tuple[Measured, ...]:
         optimizer = _make_optimizer(case.optimizer, model.parameters())
         # fp16: a small initial scale, so that no step overflows and gets skipped (a skipped
         # step creates no optimizer state); the scale's value changes no allocation.
-        scaler = torch.amp.GradScaler("cpu", init_scale=1.0,
-                                      enabled=case.precision == "fp16")
+        scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=case.precision == "fp16")
         loss_fn = nn.CrossEntropyLoss()
         batch = torch.rand(case.input_shape), torch.randint(0, 10, case.input_shape[:1])
         for step in range(steps):
@@ -160,8 +191,7 @@ def measure(case: Case, steps: int = 2) -> tuple[Measured, ...]:
                 del logits, loss
     assert not scaler.is_enabled() or scaler.get_scale() >= 1.0, "a step was skipped"
     events, windows = _allocator_events(prof)
-    return tuple(_peaks(events, windows[f"step{step}"], baselines[step])
-                 for step in range(steps))
+    return tuple(_peaks(events, windows[f"step{step}"], baselines[step]) for step in range(steps))
 
 
 @dataclass(frozen=True)
@@ -184,8 +214,11 @@ def _allocator_events(prof) -> tuple[list[_Event], dict[str, tuple[int, int]]]:
         if op is None and node.name.startswith("aten::"):
             op = (node.name, node.start_time_ns)
         if type(fields).__name__ == "_ExtraFields_Allocation":
-            events.append(_Event(node.start_time_ns, fields.alloc_size, fields.total_allocated,
-                                 fields.ptr, op))
+            events.append(
+                _Event(
+                    node.start_time_ns, fields.alloc_size, fields.total_allocated, fields.ptr, op
+                )
+            )
         for child in node.children:
             walk(child, op)
 
@@ -228,11 +261,19 @@ def _kernel_scratch(events: list[_Event]) -> set[int]:
 def predict(case: Case, steps: int = 2):
     with torch.device("meta"):
         model = case.build()
-    return _simulate(model, case.input_shape, optimizer=case.optimizer,
-                     precision=case.precision, device="cpu", channels_last=False, steps=steps)
+    return _simulate(
+        model,
+        case.input_shape,
+        optimizer=case.optimizer,
+        precision=case.precision,
+        device="cpu",
+        channels_last=False,
+        steps=steps,
+    )
 
 
 # ---- prediction against the allocator -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=str)
 def test_tensor_level_peak_is_exact(case):
@@ -257,10 +298,12 @@ def test_peak_within_5_percent_of_the_allocator(case):
     measured = [m.peak for m in measure(case)]
     for step, (p, m) in enumerate(zip(predicted, measured, strict=True)):
         assert abs(p - m) <= RELATIVE_TOLERANCE * m + ABSOLUTE_SLACK, (
-            f"step {step + 1}: predicted {p:,}, allocator {m:,} ({p / m - 1:+.1%})")
+            f"step {step + 1}: predicted {p:,}, allocator {m:,} ({p / m - 1:+.1%})"
+        )
 
 
 # ---- the result's structure ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
 def test_second_step_is_the_steady_state(optimizer):
@@ -270,9 +313,15 @@ def test_second_step_is_the_steady_state(optimizer):
     assert steps[1].live_at_start == steps[2].live_at_start
 
 
-@pytest.mark.parametrize("optimizer, state_per_param_byte, phase", [
-    ("sgd", 0, "backward"), ("momentum", 1, "backward"), ("adam", 2, "optimizer"),
-    ("adamw", 2, "optimizer")])
+@pytest.mark.parametrize(
+    "optimizer, state_per_param_byte, phase",
+    [
+        ("sgd", 0, "backward"),
+        ("momentum", 1, "backward"),
+        ("adam", 2, "optimizer"),
+        ("adamw", 2, "optimizer"),
+    ],
+)
 def test_breakdown_adds_up(optimizer, state_per_param_byte, phase):
     with torch.device("meta"):
         model = get_spec("resnet18").build()
@@ -306,11 +355,22 @@ def test_layers_name_the_modules_that_save_the_most():
 
 # ---- the model, the law, the largest batch ------------------------------------------------------
 
+
 def _snapshot(model: nn.Module):
-    return ([(n, p, p.detach().clone(), p.grad) for n, p in model.named_parameters()],
-            [(n, b, b.clone()) for n, b in model.named_buffers()],
-            [(m, m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks),
-              dict(m._backward_hooks)) for m in model.modules()])
+    return (
+        [(n, p, p.detach().clone(), p.grad) for n, p in model.named_parameters()],
+        [(n, b, b.clone()) for n, b in model.named_buffers()],
+        [
+            (
+                m,
+                m.training,
+                dict(m._forward_hooks),
+                dict(m._forward_pre_hooks),
+                dict(m._backward_hooks),
+            )
+            for m in model.modules()
+        ],
+    )
 
 
 @pytest.mark.parametrize("name", ["lenet-bn-scratch", "googlenet"])
@@ -319,15 +379,15 @@ def test_model_is_left_untouched(name):
     model.eval()
     before = _snapshot(model)
     rng = torch.random.get_rng_state()
-    predict_step(model, (2, 1, get_spec(name).size, get_spec(name).size), optimizer="adam",
-                 precision="bf16")
+    predict_step(
+        model, (2, 1, get_spec(name).size, get_spec(name).size), optimizer="adam", precision="bf16"
+    )
     after = _snapshot(model)
     for (n, p, value, grad), (n2, p2, value2, grad2) in zip(before[0], after[0], strict=True):
         assert n == n2 and p is p2 and grad is grad2 is None and torch.equal(value, value2)
     for (n, b, value), (n2, b2, value2) in zip(before[1], after[1], strict=True):
         assert n == n2 and b is b2 and torch.equal(value, value2)
-    for (m, training, *hooks), (m2, training2, *hooks2) in zip(before[2], after[2],
-                                                               strict=True):
+    for (m, training, *hooks), (m2, training2, *hooks2) in zip(before[2], after[2], strict=True):
         assert m is m2 and training == training2 is False and hooks == hooks2
     assert torch.equal(rng, torch.random.get_rng_state())
 
@@ -365,6 +425,7 @@ def test_largest_batch_is_zero_when_nothing_fits():
 
 # ---- CUDA, predicted on a machine without a GPU -------------------------------------------------
 
+
 def test_cuda_counts_512_byte_blocks_and_keeps_bool_dropout_masks():
     with torch.device("meta"):
         model = get_spec("alexnet").build()
@@ -372,10 +433,8 @@ def test_cuda_counts_512_byte_blocks_and_keeps_bool_dropout_masks():
     cpu = predict_step(model, (8, 1, 224, 224), device="cpu")
     for value in (cuda.peak, cuda.parameters, cuda.inputs, cuda.saved_activations):
         assert value % 512 == 0
-    dropout = {layer.name: layer.saved_bytes for layer in cuda.layers
-               if layer.type == "Dropout"}
-    dropout_cpu = {layer.name: layer.saved_bytes for layer in cpu.layers
-                   if layer.type == "Dropout"}
+    dropout = {layer.name: layer.saved_bytes for layer in cuda.layers if layer.type == "Dropout"}
+    dropout_cpu = {layer.name: layer.saved_bytes for layer in cpu.layers if layer.type == "Dropout"}
     # CUDA's fused dropout saves a bool mask (1 byte per element), CPU's a float one (4).
     assert dropout and all(dropout[name] * 4 == dropout_cpu[name] for name in dropout)
 

@@ -84,6 +84,7 @@ _LOSS_LAYER = "(loss)"
 
 # ---- results ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LayerMemory:
     """What one module's forward left for autograd to keep until backward reaches it."""
@@ -129,8 +130,7 @@ class StepMemory:
     @property
     def live_at_step_start(self) -> int:
         """What the steady-state step starts with: all that persists between steps."""
-        return (self.parameters + self.buffers + self.gradients + self.optimizer_state
-                + self.inputs)
+        return self.parameters + self.buffers + self.gradients + self.optimizer_state + self.inputs
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -141,9 +141,16 @@ class StepMemory:
 
 # ---- the public functions -----------------------------------------------------------------------
 
-def predict_step(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: str = "sgd",
-                 precision: str = "fp32", device: str = "cpu",
-                 channels_last: bool | None = None) -> StepMemory:
+
+def predict_step(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    optimizer: str = "sgd",
+    precision: str = "fp32",
+    device: str = "cpu",
+    channels_last: bool | None = None,
+) -> StepMemory:
     """Peak memory of one training step of ``model`` on a batch of ``input_shape``.
 
     ``input_shape`` is (batch, channels, height, width) of the float32 batch. ``model`` may
@@ -151,13 +158,21 @@ def predict_step(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: s
     shapes and dtypes are used, and it is left exactly as it was. ``channels_last`` None
     means what ``cnnshape train`` does: on for CUDA, off for CPU.
     """
-    steps = _simulate(model, input_shape, optimizer=optimizer, precision=precision,
-                      device=device, channels_last=channels_last, steps=2)
+    steps = _simulate(
+        model,
+        input_shape,
+        optimizer=optimizer,
+        precision=precision,
+        device=device,
+        channels_last=channels_last,
+        steps=2,
+    )
     return _step_memory(steps, input_shape, optimizer, precision, device)
 
 
-def batch_law(model: nn.Module, input_shape: tuple[int, ...], *, batches: tuple[int, int] = (8, 16),
-              **options) -> tuple[int, int]:
+def batch_law(
+    model: nn.Module, input_shape: tuple[int, ...], *, batches: tuple[int, int] = (8, 16), **options
+) -> tuple[int, int]:
     """(fixed bytes, bytes per image) of the steady-state peak, from two exact predictions.
 
     ``input_shape`` is one image's (channels, height, width). The peak is affine in the batch
@@ -173,8 +188,14 @@ def batch_law(model: nn.Module, input_shape: tuple[int, ...], *, batches: tuple[
     return peak_small - per_image * small, per_image
 
 
-def largest_batch(model: nn.Module, input_shape: tuple[int, ...], budget_bytes: int, *,
-                  limit: int = 1 << 20, **options) -> int:
+def largest_batch(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    budget_bytes: int,
+    *,
+    limit: int = 1 << 20,
+    **options,
+) -> int:
     """The largest batch whose exact predicted steady-state peak fits in ``budget_bytes``.
 
     0 when not even one image fits; at most ``limit``. ``input_shape`` is one image's
@@ -219,6 +240,7 @@ def largest_batch(model: nn.Module, input_shape: tuple[int, ...], budget_bytes: 
 
 # ---- one simulated run of several steps ---------------------------------------------------------
 
+
 @dataclass
 class _StepRecord:
     peak: int
@@ -237,8 +259,16 @@ class _Run:
     by_kind: dict[str, int]  # what persists after the last step, by kind
 
 
-def _simulate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: str, precision: str,
-              device: str, channels_last: bool | None, steps: int) -> _Run:
+def _simulate(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    optimizer: str,
+    precision: str,
+    device: str,
+    channels_last: bool | None,
+    steps: int,
+) -> _Run:
     _check(input_shape, optimizer, precision)
     device = torch.device(device)
     if channels_last is None:
@@ -261,15 +291,20 @@ def _simulate(model: nn.Module, input_shape: tuple[int, ...], *, optimizer: str,
             tracker.adopt(twin.parameters(), "parameters")
             tracker.adopt(twin.buffers(), "buffers")
             tracker.adopt((batch, labels), "inputs")
-            records = [_one_step(twin, opt, scaler, loss_fn, batch, labels, precision, device,
-                                 tracker, saved) for _ in range(steps)]
+            records = [
+                _one_step(
+                    twin, opt, scaler, loss_fn, batch, labels, precision, device, tracker, saved
+                )
+                for _ in range(steps)
+            ]
             _classify_persistent(tracker, twin, opt, scaler)
             by_kind = dict(tracker.by_kind)
     return _Run(records, by_kind)
 
 
-def _one_step(model, opt, scaler, loss_fn, batch, labels, precision, device, tracker,
-              saved) -> _StepRecord:
+def _one_step(
+    model, opt, scaler, loss_fn, batch, labels, precision, device, tracker, saved
+) -> _StepRecord:
     """One step, exactly as ``cnnshape train``'s loop runs it, phase by phase."""
     tracker.start_step()
     live_at_start = tracker.live
@@ -280,8 +315,7 @@ def _one_step(model, opt, scaler, loss_fn, batch, labels, precision, device, tra
     with saved.recording(), _autocast(precision, device):
         logits = model(batch)
         loss = loss_fn(logits, labels)
-    saved_activations, layers = saved.summary(tracker, _persistent_storages(model, batch,
-                                                                             labels))
+    saved_activations, layers = saved.summary(tracker, _persistent_storages(model, batch, labels))
     tracker.phase = "backward"
     live_at_backward = tracker.live
     tracker.phase_peak = live_at_backward
@@ -293,8 +327,16 @@ def _one_step(model, opt, scaler, loss_fn, batch, labels, precision, device, tra
     del logits, loss
     tracker.phase = "between steps"
     _classify_persistent(tracker, model, opt, scaler)
-    return _StepRecord(tracker.peak, tracker.peak_phase, dict(tracker.at_peak), live_at_start,
-                       live_at_backward, backward_peak, saved_activations, layers)
+    return _StepRecord(
+        tracker.peak,
+        tracker.peak_phase,
+        dict(tracker.at_peak),
+        live_at_start,
+        live_at_backward,
+        backward_peak,
+        saved_activations,
+        layers,
+    )
 
 
 def _step_memory(run: _Run, input_shape, optimizer, precision, device) -> StepMemory:
@@ -323,8 +365,10 @@ def _step_memory(run: _Run, input_shape, optimizer, precision, device) -> StepMe
 
 def _check(input_shape, optimizer: str, precision: str) -> None:
     if len(input_shape) < 2 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(f"input_shape must be positive integers (batch, channels, ...), "
-                         f"not {tuple(input_shape)}")
+        raise ValueError(
+            f"input_shape must be positive integers (batch, channels, ...), "
+            f"not {tuple(input_shape)}"
+        )
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
     if precision not in PRECISIONS:
@@ -332,6 +376,7 @@ def _check(input_shape, optimizer: str, precision: str) -> None:
 
 
 # ---- the fake model, optimizer, autocast and loss scaler ----------------------------------------
+
 
 def _fake_twin(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     """A copy of ``model`` whose parameters and buffers are fake tensors on ``device``.
@@ -347,11 +392,13 @@ def _fake_twin(model: nn.Module, device: torch.device, channels_last: bool) -> n
         if id(tensor) in stand_ins:
             continue
         if channels_last and tensor.dim() == 4:
-            fake = torch.empty(tensor.shape, dtype=tensor.dtype, device=device,
-                               memory_format=torch.channels_last)
+            fake = torch.empty(
+                tensor.shape, dtype=tensor.dtype, device=device, memory_format=torch.channels_last
+            )
         else:
-            fake = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype,
-                                       device=device)
+            fake = torch.empty_strided(
+                tensor.shape, tensor.stride(), dtype=tensor.dtype, device=device
+            )
         if isinstance(tensor, nn.Parameter):
             fake = nn.Parameter(fake, requires_grad=tensor.requires_grad)
         stand_ins[id(tensor)] = fake
@@ -424,6 +471,7 @@ def _autocast(precision: str, device: torch.device) -> Iterator[None]:
 
 # ---- watching storages --------------------------------------------------------------------------
 
+
 class _StorageTracker(TorchDispatchMode):
     """Live bytes on one device: every storage an op returns, until it is freed.
 
@@ -493,14 +541,18 @@ class _StorageTracker(TorchDispatchMode):
         return nbytes
 
     def _kind_of_new(self) -> str:
-        return {"forward": "activations", "backward": "backward temporaries",
-                "optimizer": "optimizer temporaries"}.get(self.phase, "other")
+        return {
+            "forward": "activations",
+            "backward": "backward temporaries",
+            "optimizer": "optimizer temporaries",
+        }.get(self.phase, "other")
 
     def _freed_callback(self, key: int):
         def freed(_ref):
             entry = self.entries.pop(key, None)
             if entry is not None:
                 self._add(entry[2], -entry[1])
+
         return freed
 
     def _add(self, kind: str, size: int) -> None:
@@ -548,12 +600,18 @@ def _cpu_batch_norm_statistics(args, out):
     """
     batch, weight = args[0], args[1]
     output, mean, invstd = out
-    mixed = (weight is not None and weight.dtype == torch.float32
-             and batch.dtype in (torch.bfloat16, torch.float16))
+    mixed = (
+        weight is not None
+        and weight.dtype == torch.float32
+        and batch.dtype in (torch.bfloat16, torch.float16)
+    )
     if batch.device.type != "cpu" or not mixed or mean.dtype == torch.float32:
         return out
-    return (output, torch.empty_like(mean, dtype=torch.float32),
-            torch.empty_like(invstd, dtype=torch.float32))
+    return (
+        output,
+        torch.empty_like(mean, dtype=torch.float32),
+        torch.empty_like(invstd, dtype=torch.float32),
+    )
 
 
 def _storage_keys(tensors) -> set[int]:
@@ -575,6 +633,7 @@ def _classify_persistent(tracker: _StorageTracker, model, opt, scaler) -> None:
 
 
 # ---- what autograd saves, by layer --------------------------------------------------------------
+
 
 class _Saved:
     """One tensor autograd saved: packed into this box so the backward can drop it."""
@@ -642,8 +701,7 @@ class _SavedTensorLog:
         finally:
             self.probe = None
 
-    def summary(self, tracker: _StorageTracker,
-                exclude: set[int]) -> tuple[int, list[LayerMemory]]:
+    def summary(self, tracker: _StorageTracker, exclude: set[int]) -> tuple[int, list[LayerMemory]]:
         """(bytes, per-layer list) of the distinct storages autograd holds now.
 
         Storages in ``exclude`` (parameters, buffers, the batch) are left out: they are
@@ -662,12 +720,14 @@ class _SavedTensorLog:
             seen.add(storage._cdata)
             size = tracker.block_size(storage.nbytes())
             per_layer[box.layer] = per_layer.get(box.layer, 0) + size
-        layers = [LayerMemory(name, self.types.get(name, ""), size)
-                  for name, size in per_layer.items()]
+        layers = [
+            LayerMemory(name, self.types.get(name, ""), size) for name, size in per_layer.items()
+        ]
         return sum(per_layer.values()), layers
 
 
 # ---- the backward pass, as the autograd engine runs it ------------------------------------------
+
 
 class _Backward:
     """``loss.backward()`` replayed in Python, with the C++ engine's memory behaviour.
@@ -717,12 +777,15 @@ class _Backward:
             return
         if isinstance(node, torch.autograd.function.BackwardCFunction):
             raise NotImplementedError(
-                f"custom autograd Function {type(node).__name__}: not supported")
+                f"custom autograd Function {type(node).__name__}: not supported"
+            )
         outputs = node(*grads)
         if not isinstance(outputs, tuple):
             outputs = (outputs,)
-        outputs = [self._validate(grad, edge)
-                   for grad, edge in zip(outputs, node.next_functions, strict=False)]
+        outputs = [
+            self._validate(grad, edge)
+            for grad, edge in zip(outputs, node.next_functions, strict=False)
+        ]
         del grads  # the engine's input buffer dies when the call returns
         for box in self.saved_by.pop(node, ()):
             box.tensor = None  # release_variables(): this node's saved tensors go
@@ -777,8 +840,11 @@ class _Backward:
         """InputBuffer's test for summing in place: dense, and the engine holds the only
         reference to the tensor and to its storage."""
         # One reference to the storage is the tensor's; the probe adds another.
-        return (_non_overlapping_and_dense(tensor) and self.holders[id(tensor)] == 0
-                and torch._C._storage_Use_Count(tensor.untyped_storage()._cdata) == 2)
+        return (
+            _non_overlapping_and_dense(tensor)
+            and self.holders[id(tensor)] == 0
+            and torch._C._storage_Use_Count(tensor.untyped_storage()._cdata) == 2
+        )
 
     @staticmethod
     def _validate(grad, edge):
@@ -824,8 +890,9 @@ def _obeys_layout_contract(grad: torch.Tensor, param: torch.Tensor) -> bool:
     """autograd's "gradient layout contract": may ``grad`` become ``param.grad`` as it is?"""
     if not _non_overlapping_and_dense(param):
         return grad.is_contiguous()
-    for size, grad_stride, param_stride in zip(grad.shape, grad.stride(), param.stride(),
-                                               strict=True):
+    for size, grad_stride, param_stride in zip(
+        grad.shape, grad.stride(), param.stride(), strict=True
+    ):
         if size != 1 and grad_stride != param_stride:
             return False
         if size == 1 and grad_stride == 0:
