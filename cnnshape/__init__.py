@@ -19,6 +19,7 @@ _API = (
     "evaluate",
     "get_model",
     "list_models",
+    "memory",
     "resume",
     "scan_sizes",
     "show",

@@ -167,3 +167,11 @@ def human(n: float) -> str:
 
 def megabytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
+
+
+def byte_size(n: float) -> str:
+    """1234567 -> '1.23 MB' (SI: KB = 10^3 bytes, MB = 10^6, GB = 10^9, TB = 10^12)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:g} B"

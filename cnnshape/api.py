@@ -25,6 +25,7 @@ from .train.config import TrainSettings
 if TYPE_CHECKING:
     from torch import nn
 
+    from .inspect.fit import MemoryReport
     from .inspect.sources import Target
     from .inspect.timing import Timing
     from .train.events import OnEvent
@@ -96,6 +97,7 @@ def show(
     num_classes: int | None = None,
     depth: int = 1,
     timed: TimeSettings | None = None,
+    memory_on: str | None = None,
     cache: bool = False,
 ) -> Report:
     """Walk a model at ``size`` (default: the size the book, or ImageNet, uses).
@@ -103,11 +105,13 @@ def show(
     ``name``: a registry name, ``torchvision:NAME``, ``timm:NAME``, ``file.py:Net`` or
     ``package.module:factory`` (see cnnshape.inspect.sources). Channels and classes default to
     the model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``timed`` also runs
-    the model for real and fills ``report.timing`` and each row's measured time. ``cache``:
-    answer from (and remember in) the result cache (``cnnshape.inspect.cache``).
+    the model for real and fills ``report.timing`` and each row's measured time.
+    ``memory_on`` (a device) predicts a training step's memory (`memory`, with plain SGD) and
+    fills ``report.step_memory`` and what each row saves for backward. ``cache``: answer from
+    (and remember in) the result cache (``cnnshape.inspect.cache``).
     """
     _check_positive(batch=batch)
-    if timed is None and cache:
+    if timed is None and memory_on is None and cache:
         request = {
             "model": name,
             "size": size,
@@ -133,6 +137,14 @@ def show(
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     height, width = size or (target.size, target.size)
     report = summary(model, (batch, channels, height, width), depth, name=target.name)
+    if memory_on is not None:
+        report.step_memory = _train_step(model, report.input_shape, memory_on)
+        for row in report.rows:
+            row.saved_bytes = sum(
+                layer.saved_bytes
+                for layer in report.step_memory.layers
+                if layer.name == row.name or layer.name.startswith(row.name + ".")
+            )
     if timed is not None:
         layers = [row.name for row in report.rows]
         report.timing, calls = _measure(
@@ -233,6 +245,7 @@ class ModelSummary:
     error: str | None = None
     relative: dict[str, float] | None = None  # each figure / the first model's
     timing: Timing | None = None  # measured whole forward, with --time
+    train_peak: int | None = None  # predicted peak bytes of a training step, with --memory
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> ModelSummary:
@@ -263,6 +276,8 @@ class ModelSummary:
             data["relative"] = self.relative
             if self.timing is not None:
                 data["timing"] = self.timing.to_dict()
+            if self.train_peak is not None:
+                data["train_peak_bytes"] = self.train_peak
         data["valid_sizes"] = [[lo, hi] for lo, hi in self.valid_sizes]
         return data
 
@@ -275,18 +290,20 @@ def compare(
     in_channels: int | None = None,
     num_classes: int | None = None,
     timed: TimeSettings | None = None,
+    memory_on: str | None = None,
     cache: bool = False,
 ) -> list[ModelSummary]:
     """Summaries of several models (names, 'lenet*' patterns, 'all', references such as
     'torchvision:resnet50'), each relative to the first.
 
     A model that refuses ``size`` gets a row with the reason instead of failing the comparison.
-    ``timed`` also measures each model's whole forward at ``batch`` (images/s). ``cache``: as
-    for `show`, model by model.
+    ``timed`` also measures each model's whole forward at ``batch`` (images/s); ``memory_on``
+    (a device) predicts each one's training-step peak at its input. ``cache``: as for `show`,
+    model by model.
     """
     _check_positive(batch=batch)
     summaries = [
-        _summarize(ref, size, batch, in_channels, num_classes, timed, cache)
+        _summarize(ref, size, batch, in_channels, num_classes, timed, memory_on, cache)
         for ref in _expand(patterns)
     ]
     base = next((s for s in summaries if s.report is not None), None)
@@ -307,8 +324,8 @@ def _expand(patterns: list[str]) -> list[str]:
     return refs
 
 
-def _summarize(ref, size, batch, in_channels, num_classes, timed, cache) -> ModelSummary:
-    if timed is None and cache:
+def _summarize(ref, size, batch, in_channels, num_classes, timed, memory_on, cache) -> ModelSummary:
+    if timed is None and memory_on is None and cache:
         request = {
             "model": ref,
             "size": size,
@@ -319,7 +336,7 @@ def _summarize(ref, size, batch, in_channels, num_classes, timed, cache) -> Mode
         return result_cache.remembered(
             "summary",
             request,
-            lambda: _summarize(ref, size, batch, in_channels, num_classes, None, False),
+            lambda: _summarize(ref, size, batch, in_channels, num_classes, None, None, False),
             asdict,
             ModelSummary.from_fields,
         )
@@ -334,7 +351,10 @@ def _summarize(ref, size, batch, in_channels, num_classes, timed, cache) -> Mode
     except WalkError as err:
         return ModelSummary(target.name, shape, scan.valid, None, error=err.message)
     timing = _measure(target, in_channels, num_classes, shape, timed)[0] if timed else None
-    return ModelSummary(target.name, shape, scan.valid, report, timing=timing)
+    train_peak = _train_step(model, shape, memory_on).peak if memory_on else None
+    return ModelSummary(
+        target.name, shape, scan.valid, report, timing=timing, train_peak=train_peak
+    )
 
 
 def _ratio(value: int, base: int) -> float:
@@ -345,6 +365,94 @@ def _check_positive(**values: int | None) -> None:
     for option, value in values.items():
         if value is not None and value < 1:
             raise CnnshapeError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
+
+
+# ---- memory -----------------------------------------------------------------------------------
+
+DEFAULT_MEMORY_BATCH = 32  # outside the registry there is no seed recipe to take a batch from
+
+
+def memory(
+    name: str,
+    size: tuple[int, int] | None = None,
+    *,
+    batch: int | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+    optimizer: str = "sgd",
+    precision: str = "auto",
+    device: str = "auto",
+    fit: int | None = None,
+    curve: bool = False,
+) -> MemoryReport:
+    """The predicted peak memory of one training step of a model, as ``cnnshape train`` runs
+    it, on fake tensors (no memory used, any batch): a breakdown, the batch-size law, and with
+    ``fit`` (bytes) or a CUDA device, the largest batch that fits.
+
+    ``batch`` defaults to the seed recipe's for registry models (32 otherwise); ``precision``
+    auto is train's (bf16 on CUDA, fp32 on the CPU). ``device`` may be ``cuda`` without a GPU:
+    the prediction is for a CUDA device. Registry models also get what a training run keeps
+    on the device besides (Fashion-MNIST), counted in ``fit``.
+    """
+    from .inspect.fit import memory_report
+    from .train import data
+
+    target, model, channels = build_for_inspection(name, in_channels, num_classes)
+    registry = ":" not in name
+    if batch is None:
+        batch = get_spec(name).recipe.batch_size if registry else DEFAULT_MEMORY_BATCH
+    _check_positive(batch=batch)
+    height, width = size or (target.size, target.size)
+    device, total = _memory_device(device)
+    if precision == "auto":
+        precision = "bf16" if device.startswith("cuda") else "fp32"
+    budget, source = (fit, "--fit") if fit is not None else (total, f"{device}'s total memory")
+    shape = (batch, channels, height, width)
+    summary(model, shape, name=target.name)  # a size the model refuses fails here, explained
+    try:
+        return memory_report(
+            model,
+            target.name,
+            shape,
+            optimizer=optimizer,
+            precision=precision,
+            device=device,
+            resident=data.resident_bytes() if registry else None,
+            budget=budget,
+            budget_source=source if budget else None,
+            curve=curve,
+        )
+    except ValueError as err:
+        if "Expected more than 1 value per channel" in str(err):
+            raise CnnshapeError(
+                f"{target.name} has BatchNorm, which cannot train on a batch of one image.",
+                "Give --batch 2 or more.",
+            ) from None
+        raise CnnshapeError(str(err)) from None  # an option the predictor does not know
+
+
+def _train_step(model: nn.Module, shape, device: str):
+    """A training step's predicted memory at ``shape``: plain SGD, train's precision."""
+    from .inspect.memory import predict_step
+
+    device, _ = _memory_device(device)
+    precision = "bf16" if device.startswith("cuda") else "fp32"
+    return predict_step(model, tuple(shape), device=device, precision=precision)
+
+
+def _memory_device(name: str) -> tuple[str, int | None]:
+    """The device to predict for, and its total memory when it is a GPU of this machine. A
+    CUDA device is predicted for even without one (fake tensors need no GPU)."""
+    import torch
+
+    from ._common import resolve_device
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda", None
+    device = resolve_device(name)
+    if device.startswith("cuda"):
+        return device, torch.cuda.get_device_properties(device).total_memory
+    return device, None
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -394,11 +502,58 @@ def _execute(plan: Plan, on_event: OnEvent | None, progress_every: float) -> Run
 
     try:
         flops = training_flops(plan.config.model, plan.config.size)
+        if plan.config.device_type == "cuda":
+            import torch
+
+            check_step_fits(plan.config, torch.cuda.mem_get_info(plan.config.device)[0])
     except BaseException:
         if plan.resumed is not None:
             plan.resumed.release()
         raise
     return execute(plan, flops, on_event, progress_every=progress_every)
+
+
+def check_step_fits(config, free_bytes: int) -> None:
+    """Refuse, before any data moves, a run whose training step cannot fit in ``free_bytes``
+    (a CUDA device's free memory): the predicted step (`memory`; under torchrun, the largest
+    rank's share of a batch) and the dataset the run keeps on the device. Says the largest
+    batch that fits. A run predicted to fit can still run out (cuDNN workspaces and the
+    allocator's fragmentation are not predicted): this stops only the ones that cannot."""
+    from .inspect import memory
+    from .train import data, distributed
+
+    world = distributed.world_size()
+    share = -(-config.batch_size // world)
+    _, model, channels = build_for_inspection(config.model)
+    image = (channels, config.size, config.size)
+    options = {
+        "optimizer": "sgd",
+        "precision": config.precision,
+        "device": config.device,
+        "channels_last": config.channels_last,
+    }
+    step = memory.predict_step(model, (share, *image), **options)
+    sizes = [
+        min(limit or whole, whole)
+        for limit, whole in zip(
+            (config.train_limit, config.test_limit), data.SPLIT_SIZES, strict=True
+        )
+    ]
+    resident = data.resident_bytes(*sizes)
+    need = max(step.peak, step.first_step_peak) + resident
+    if need <= free_bytes:
+        return
+    from ._common import byte_size
+
+    largest = memory.largest_batch(model, image, free_bytes - resident, **options) * world
+    raise CnnshapeError(
+        f"{config.model} at batch {config.batch_size} does not fit on {config.device}: a "
+        f"training step needs {byte_size(need)} (predicted: the step's peak "
+        f"{byte_size(need - resident)} and the dataset {byte_size(resident)}), and "
+        f"{byte_size(free_bytes)} is free.",
+        (f"Use --batch-size {largest} or less (the largest that fits), " if largest else "")
+        + "a smaller --size, or a GPU with more free memory; `cnnshape memory` explains.",
+    )
 
 
 def training_flops(model: str, size: int) -> int:
@@ -420,6 +575,7 @@ __all__ = [
     "evaluate",
     "get_model",
     "list_models",
+    "memory",
     "resume",
     "scan_sizes",
     "show",

@@ -195,6 +195,16 @@ FormatOption = Annotated[
 ]
 
 
+MemoryFlag = Annotated[
+    bool,
+    typer.Option(
+        "--memory",
+        help="Also predict a training step's memory (plain SGD, on --device): show adds what "
+        "each layer saves for backward, compare each model's peak. `cnnshape memory` explains.",
+    ),
+]
+
+
 @dataclass
 class InputOptions:
     """The dummy input a model is walked with (show, compare)."""
@@ -410,6 +420,7 @@ def show(
         bool,
         typer.Option("--rf", help="Add each layer's receptive field and jump (height x width)."),
     ] = False,
+    memory: MemoryFlag = False,
     *,
     shape: InputOptions,
     timing: TimeOptions,
@@ -426,7 +437,14 @@ def show(
     from . import api
     from .inspect.render import report_view
 
-    report = api.show(model, **shape.shape(), depth=depth, timed=timing.settings(), cache=True)
+    report = api.show(
+        model,
+        **shape.shape(),
+        depth=depth,
+        timed=timing.settings(),
+        memory_on=(timing.device or "auto") if memory else None,
+        cache=True,
+    )
     if output.plot is not None:
         from .inspect.pictures import plot_report
 
@@ -445,6 +463,7 @@ def compare(
             "torchvision:resnet50 and path/to/file.py:Net."
         ),
     ],
+    memory: MemoryFlag = False,
     *,
     shape: InputOptions,
     timing: TimeOptions,
@@ -458,7 +477,13 @@ def compare(
     from . import api
     from .inspect.render import compare_view
 
-    summaries = api.compare(models, **shape.shape(), timed=timing.settings(), cache=True)
+    summaries = api.compare(
+        models,
+        **shape.shape(),
+        timed=timing.settings(),
+        memory_on=(timing.device or "auto") if memory else None,
+        cache=True,
+    )
     if output.plot is not None:
         from .inspect.pictures import plot_compare
 
@@ -488,6 +513,127 @@ def sizes(
 
     scan = api.valid_sizes(model, in_channels=in_channels, up_to=up_to, cache=True)
     emit(sizes_view(scan), format)
+
+
+# ---- memory -----------------------------------------------------------------------------------
+
+OptimizerOption = Annotated[
+    str,
+    typer.Option(
+        help="sgd (the book's train_ch6), momentum (SGD, 0.9), adam or adamw; each with "
+        "PyTorch's defaults and its foreach or for-loop choice for the device."
+    ),
+]
+
+
+@app.command()
+@friendly_errors
+def memory(
+    model: ModelArgument,
+    size: Annotated[
+        str | None,
+        typer.Option("--size", "-s", metavar="N|HxW", help="Input size. Default: the model's own."),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, help="Batch size. Default: the seed recipe's (registry), else 32."),
+    ] = None,
+    in_channels: Annotated[
+        int | None, typer.Option("--in-channels", min=1, help="Input channels (as for show).")
+    ] = None,
+    classes: Annotated[
+        int | None, typer.Option("--classes", min=1, help="Output classes (as for show).")
+    ] = None,
+    optimizer: OptimizerOption = "sgd",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (as train: bf16 autocast on CUDA, fp32 on the CPU), fp32, bf16, fp16."
+        ),
+    ] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            metavar="DEVICE",
+            help="auto, cpu, cuda or cuda:N: the device to predict for (cuda needs no GPU here).",
+        ),
+    ] = "auto",
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="A memory budget (24GB, 16GiB, 512MB): the largest batch that fits in it. "
+            "Default with a CUDA GPU: the device's total memory.",
+        ),
+    ] = None,
+    plot: Annotated[
+        str | None,
+        typer.Option("--plot", metavar="FILE.png", help="Draw memory against batch size."),
+    ] = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Will it fit? The peak memory of one training step of MODEL, predicted without the memory.
+
+    The step cnnshape train runs (zero_grad, forward and loss under autocast, backward,
+    optimizer step) runs on fake tensors, every tensor's allocation and release tracked, so
+    any batch and size costs the same and allocates nothing. Shows what is live at the
+    peak (parameters, gradients, optimizer state, the batch, activations saved for backward,
+    backward temporaries), when it happens, the layers that save the most, the batch-size
+    law (fixed + per image), and with --fit (or a CUDA GPU) the largest batch that fits.
+    Examples: cnnshape memory resnet18; cnnshape memory alexnet --batch 128 --optimizer
+    adam --precision bf16; cnnshape memory torchvision:resnet50 --fit 24GB.
+    """
+    from . import api
+    from .inspect.render import memory_view
+
+    report = api.memory(
+        model,
+        parse_size(size),
+        batch=batch,
+        in_channels=in_channels,
+        num_classes=classes,
+        optimizer=optimizer,
+        precision=precision,
+        device=device,
+        fit=parse_bytes(fit),
+        curve=plot is not None,
+    )
+    if plot is not None:
+        from .inspect.pictures import plot_memory
+
+        plot_memory(report, plot)
+    emit(memory_view(report), format)
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(text: str | None) -> int | None:
+    """'24GB' -> 24 * 10^9; '16GiB' -> 16 * 2^30; '1500000' -> bytes."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match and match.group(2).lower()
+    if not match or unit not in _UNITS or len(match.group(1)) > 20:
+        raise CnnshapeError(
+            f"--fit {text!r} is not a memory size.",
+            "Give a number of bytes with a unit: 24GB, 16GiB, 512MB.",
+        )
+    budget = int(float(match.group(1)) * _UNITS[unit])
+    if budget < 1:
+        raise CnnshapeError(f"--fit {text!r} is no memory at all.")
+    return budget
 
 
 # ---- training ---------------------------------------------------------------------------------

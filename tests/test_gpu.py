@@ -81,3 +81,50 @@ def test_time_on_cuda_synchronizes_each_layer():
     assert all(row.time_ms > 0 for row in report.rows)
     # Synchronized per layer: the layers' medians roughly add up to the whole forward.
     assert sum(row.time_ms for row in report.rows) >= 0.5 * report.timing.forward.median_ms
+
+
+def test_a_step_that_cannot_fit_the_gpu_is_refused_before_training(tmp_path):
+    from conftest import assert_clean_error, cli
+
+    result = cli(
+        "train",
+        "vgg",
+        "--batch-size",
+        "100000",
+        "--device",
+        "cuda",
+        "--dataset",
+        "synthetic",
+        "--out",
+        tmp_path / "r",
+    )
+    assert_clean_error(result, "does not fit on cuda:0", "--batch-size")
+    assert not (tmp_path / "r").exists()
+
+
+def test_predicted_step_memory_is_what_the_gpu_allocates():
+    # benchmarks/memory_gpu.py measures this over many models; here, one quick case.
+    from cnnshape.inspect.memory import predict_step
+    from cnnshape.registry import get_spec
+
+    torch.manual_seed(0)
+    model = get_spec("resnet18").build().cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(32, 1, 96, 96, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (32,), device="cuda")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for step in range(2):
+        if step == 1:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            start = torch.cuda.memory_allocated()
+        optimizer.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    torch.cuda.synchronize()
+    measured = torch.cuda.max_memory_allocated() - start
+    predicted = predict_step(model, (32, 1, 96, 96), precision="bf16", device="cuda")
+    above_start = predicted.peak - predicted.live_at_step_start
+    assert above_start == pytest.approx(measured, rel=0.10)

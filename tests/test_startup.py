@@ -49,7 +49,7 @@ def imported_by(*argvs: list[str], cache: bool = False) -> set[str]:
 
 
 def test_help_and_list_import_nothing_heavy():
-    commands = ["list", "show", "compare", "sizes", "train", "eval"]
+    commands = ["list", "show", "compare", "sizes", "memory", "train", "eval"]
     modules = imported_by(
         ["--help"],
         ["--version"],

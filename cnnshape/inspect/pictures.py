@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from .._common import atomic_write, human, megabytes, new_figure
+from .._common import atomic_write, byte_size, human, megabytes, new_figure
 from ..errors import CnnshapeError
 from .render import shape
 
@@ -129,3 +129,48 @@ def save_png(fig, path: str | os.PathLike) -> None:
             f"Cannot write the picture {path}: {err.strerror or err}.",
             "Give a path in a folder that exists and you can write to.",
         ) from None
+
+
+MEMORY_SIZE = (8.0, 5.0)  # inches
+
+
+def plot_memory(report, path: str | os.PathLike) -> None:
+    """The step's predicted peak against batch size: exact steps (dots), the batch-size law
+    (line), and the budget with the largest batch that fits it (--fit)."""
+    fig, (ax,) = new_figure(MEMORY_SIZE)
+    batches = [b for b, _ in report.curve]
+    ax.plot(batches, [peak / 1e9 for _, peak in report.curve], "o", label="predicted step peak")
+    law = [(report.fixed_bytes + report.per_image_bytes * b) / 1e9 for b in batches]
+    ax.plot(
+        batches,
+        law,
+        "-",
+        alpha=0.6,
+        label=f"{byte_size(report.fixed_bytes)} + {byte_size(report.per_image_bytes)} per image",
+    )
+    if report.resident_bytes:
+        totals = [(peak + report.resident_bytes) / 1e9 for _, peak in report.curve]
+        ax.plot(batches, totals, "--", alpha=0.6, label="with the dataset (cnnshape train)")
+    if report.budget_bytes:
+        ax.axhline(
+            report.budget_bytes / 1e9,
+            color="tab:red",
+            linestyle=":",
+            label=f"budget {byte_size(report.budget_bytes)}",
+        )
+        if report.largest_batch:
+            ax.axvline(
+                report.largest_batch,
+                color="tab:red",
+                alpha=0.4,
+                label=f"largest batch {report.largest_batch:,}",
+            )
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("GB")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    step = report.step
+    ax.set_title(
+        f"{report.model}: training step memory ({step.optimizer}, {step.precision}, {step.device})"
+    )
+    save_png(fig, path)

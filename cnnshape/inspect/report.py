@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .memory import StepMemory
     from .timing import Timing
 
 COUNTING_CONVENTION = (
@@ -58,6 +59,7 @@ class Row:
     jump: list[int] | None = None  # input positions between neighbouring outputs, per axis
     time_ms: float | None = None  # measured (--time): median of the repeats
     time_iqr_ms: float | None = None  # measured: interquartile range
+    saved_bytes: int | None = None  # predicted (--memory): kept by this call for backward
 
     @property
     def macs(self) -> int:
@@ -75,6 +77,7 @@ class Row:
             "jump",
             "time_ms",
             "time_iqr_ms",
+            "saved_bytes",
         ):
             data[key] = data.pop(key)
         return data
@@ -99,6 +102,7 @@ class Report:
     receptive_field: list[int] | None = None
     jump: list[int] | None = None
     timing: Timing | None = None  # measured, with --time
+    step_memory: StepMemory | None = None  # a training step's predicted memory, with --memory
 
     @property
     def total_macs(self) -> int:
@@ -107,8 +111,8 @@ class Report:
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> Report:
         """The inverse of ``dataclasses.asdict`` for a report without timing (the cache's)."""
-        if fields.get("timing") is not None:
-            raise ValueError("a measured report is not rebuilt from plain fields")
+        if fields.get("timing") is not None or fields.get("step_memory") is not None:
+            raise ValueError("a measured or --memory report is not rebuilt from plain fields")
         return cls(**{**fields, "rows": [Row(**row) for row in fields["rows"]]})
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +131,7 @@ class Report:
             "receptive_field": self.receptive_field,
             "jump": self.jump,
             "timing": self.timing.to_dict() if self.timing else None,
+            "train_step": self.step_memory.to_dict() if self.step_memory else None,
         }
 
     def __repr__(self) -> str:

@@ -36,6 +36,7 @@ CLASSES = (
     "Ankle boot",
 )
 IMAGE_SIZE = 28
+SPLIT_SIZES = (60_000, 10_000)  # Fashion-MNIST's training and test images
 
 # (split, kind) -> the file name as Fashion-MNIST's own site and torchvision spell it.
 FILES = {
@@ -233,7 +234,14 @@ def fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     return Dataset("fashion-mnist", str(files["train", "images"].parent), train, test)
 
 
-def synthetic(n_train: int = 60_000, n_test: int = 10_000, seed: int = 0) -> Dataset:
+def resident_bytes(n_train: int = SPLIT_SIZES[0], n_test: int = SPLIT_SIZES[1]) -> int:
+    """What a dataset occupies on the training device: uint8 images and int64 labels."""
+    return (n_train + n_test) * (IMAGE_SIZE * IMAGE_SIZE + 8)
+
+
+def synthetic(
+    n_train: int = SPLIT_SIZES[0], n_test: int = SPLIT_SIZES[1], seed: int = 0
+) -> Dataset:
     """Random images and labels with Fashion-MNIST's shapes: for smoke runs and benchmarks."""
     g = torch.Generator().manual_seed(seed)
 

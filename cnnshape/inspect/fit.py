@@ -1,0 +1,99 @@
+"""Will it fit? One training step's predicted memory at a batch, the batch-size law, and
+the largest batch under a budget, as plain data (``memory.py`` does the predicting).
+
+The step's peak is everything the step holds at its worst moment. What ``cnnshape train``
+keeps on the device besides (the whole dataset, as uint8) is its own line, ``resident``,
+added where the question is whether a ``cnnshape train`` run fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from . import memory
+
+
+@dataclass
+class MemoryReport:
+    model: str
+    step: memory.StepMemory  # the steady-state step at input_shape, and its breakdown
+    fixed_bytes: int  # the batch-size law: peak = fixed + per_image x batch
+    per_image_bytes: int
+    resident_bytes: int | None = None  # what `cnnshape train` keeps besides (registry only)
+    budget_bytes: int | None = None  # --fit, or a CUDA device's total memory
+    budget_source: str | None = None
+    largest_batch: int | None = None  # the largest batch whose exact peak fits the budget
+    curve: list[tuple[int, int]] = field(default_factory=list)  # (batch, exact peak), --plot
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.step.input_shape)
+
+    @property
+    def train_total(self) -> int | None:
+        """What a `cnnshape train` run needs at this batch: the step and the dataset."""
+        return None if self.resident_bytes is None else self.step.peak + self.resident_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        step = self.step.to_dict()
+        return {
+            "model": self.model,
+            "input_shape": self.input_shape,
+            "optimizer": step.pop("optimizer"),
+            "precision": step.pop("precision"),
+            "device": step.pop("device"),
+            "step": {k: v for k, v in step.items() if k != "input_shape"},
+            "law": {"fixed_bytes": self.fixed_bytes, "per_image_bytes": self.per_image_bytes},
+            "train_resident_bytes": self.resident_bytes,
+            "train_total_bytes": self.train_total,
+            "fit": None
+            if self.budget_bytes is None
+            else {
+                "budget_bytes": self.budget_bytes,
+                "budget_source": self.budget_source,
+                "largest_batch": self.largest_batch,
+            },
+            "curve": [{"batch": b, "peak_bytes": peak} for b, peak in self.curve] or None,
+        }
+
+
+def memory_report(
+    model: nn.Module,
+    name: str,
+    input_shape: tuple[int, ...],
+    *,
+    optimizer: str,
+    precision: str,
+    device: str,
+    resident: int | None = None,
+    budget: int | None = None,
+    budget_source: str | None = None,
+    curve: bool = False,
+) -> MemoryReport:
+    """Predict the step at ``input_shape``, its law, and with a ``budget`` the largest batch
+    whose step (plus ``resident``, what a training run keeps besides) fits in it."""
+    options = {"optimizer": optimizer, "precision": precision, "device": device}
+    step = memory.predict_step(model, input_shape, **options)
+    image = tuple(input_shape[1:])
+    fixed, per_image = memory.batch_law(model, image, **options)
+    report = MemoryReport(name, step, fixed, per_image, resident, budget, budget_source)
+    if budget is not None:
+        report.largest_batch = memory.largest_batch(
+            model, image, budget - (resident or 0), **options
+        )
+    if curve:
+        report.curve = _curve(model, image, input_shape[0], report.largest_batch, options)
+    return report
+
+
+def _curve(model, image, batch, largest, options) -> list[tuple[int, int]]:
+    """Exact peaks at nine batches evenly spread from 2 (BatchNorm cannot train on one image)
+    to past the interesting ones, and at those (for the picture)."""
+    top = max(batch, largest or 0, 8) * 3 // 2
+    batches = sorted(
+        {2, batch, *([largest] if largest else []), *(2 + (top - 2) * k // 8 for k in range(1, 9))}
+    )
+    return [(b, memory.predict_step(model, (b, *image), **options).peak) for b in batches]

@@ -1,0 +1,144 @@
+"""`cnnshape memory`, `show --memory`, `compare --memory` and train's check that a step fits,
+against the predictor (tests/test_memory.py checks the predictor against the allocator)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import assert_clean_error, cli
+
+from cnnshape import api
+from cnnshape.errors import CnnshapeError
+from cnnshape.inspect.memory import predict_step
+from cnnshape.registry import get_spec
+from cnnshape.train import data
+from cnnshape.train.config import TrainSettings
+
+
+def meta_model(name: str):
+    with torch.device("meta"):
+        return get_spec(name).build()
+
+
+def peak(name: str, batch: int, **options) -> int:
+    size = get_spec(name).size
+    return predict_step(meta_model(name), (batch, 1, size, size), **options).peak
+
+
+def test_memory_json_is_the_predictors_step_with_its_breakdown():
+    result = cli("memory", "lenet-bn", "--batch", "64", "--device", "cpu", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["input_shape"] == [64, 1, 28, 28]
+    assert (doc["optimizer"], doc["precision"], doc["device"]) == ("sgd", "fp32", "cpu")
+    step = doc["step"]
+    assert step["peak"] == peak("lenet-bn", 64)
+    assert sum(step["at_peak"].values()) == step["peak"]
+    law = doc["law"]
+    assert law["fixed_bytes"] + 8 * law["per_image_bytes"] == peak("lenet-bn", 8)
+    assert doc["train_resident_bytes"] == data.resident_bytes() == 70_000 * (28 * 28 + 8)
+    assert doc["train_total_bytes"] == step["peak"] + doc["train_resident_bytes"]
+    assert doc["fit"] is None and doc["curve"] is None
+
+
+def test_the_seed_recipe_batch_is_the_default():
+    doc = json.loads(cli("memory", "lenet", "--device", "cpu", "-f", "json").stdout)
+    assert doc["input_shape"] == [256, 1, 28, 28]
+
+
+def test_fit_finds_the_largest_batch_a_training_run_fits():
+    budget = 200_000_000
+    result = cli("memory", "lenet-bn", "--fit", "200MB", "--device", "cpu", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    fit = json.loads(result.stdout)["fit"]
+    largest, resident = fit["largest_batch"], data.resident_bytes()
+    assert fit["budget_bytes"] == budget and fit["budget_source"] == "--fit"
+    assert peak("lenet-bn", largest) + resident <= budget < peak("lenet-bn", largest + 1) + resident
+    table = cli("memory", "lenet-bn", "--fit", "200MB", "--device", "cpu").stdout
+    assert f"fits in 200.00 MB (--fit): {largest:,}" in table
+
+
+def test_other_models_options_and_the_picture(tmp_path):
+    doc = json.loads(
+        cli(
+            "memory",
+            "torchvision:resnet18",
+            "--batch",
+            "2",
+            "--size",
+            "64",
+            "--optimizer",
+            "adam",
+            "--precision",
+            "bf16",
+            "--device",
+            "cpu",
+            "--plot",
+            tmp_path / "m.png",
+            "-f",
+            "json",
+        ).stdout
+    )
+    assert doc["input_shape"] == [2, 3, 64, 64] and doc["train_resident_bytes"] is None
+    assert (doc["optimizer"], doc["precision"]) == ("adam", "bf16")
+    assert doc["step"]["optimizer_state"] > 0
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [point["batch"] for point in doc["curve"]][0] == 2
+
+
+def test_a_cuda_device_is_predicted_without_one():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the prediction would be for it")
+    doc = json.loads(cli("memory", "lenet", "--device", "cuda", "-f", "json").stdout)
+    assert (doc["device"], doc["precision"]) == ("cuda", "bf16")
+    assert doc["step"]["peak"] % 512 == 0  # the CUDA allocator's blocks
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fit", "lots"], "not a memory size"),
+        (["--fit", "0GB"], "no memory at all"),
+        (["--optimizer", "lbfgs"], "lbfgs"),
+        (["--batch", "1"], "cannot train on a batch of one image"),
+        (["--size", "8"], "cannot take a 256x1x8x8"),
+    ],
+)
+def test_bad_memory_options(args, message):
+    assert_clean_error(cli("memory", "lenet-bn", "--device", "cpu", *args), message)
+
+
+def test_show_memory_says_what_each_layer_saves_for_backward():
+    doc = json.loads(
+        cli("show", "resnet18", "--batch", "4", "--memory", "--device", "cpu", "-f", "json").stdout
+    )
+    step = doc["train_step"]
+    assert step["peak"] == peak("resnet18", 4)
+    layers = sum(x["saved_bytes"] for x in step["layers"] if x["name"] != "(loss)")
+    assert sum(row["saved_bytes"] for row in doc["layers"]) == layers > 0
+    plain = json.loads(cli("show", "resnet18", "-f", "json").stdout)
+    assert "train_step" not in plain and "saved_bytes" not in plain["layers"][0]
+    assert "Saved for backward" in cli("show", "lenet", "--memory", "--device", "cpu").stdout
+
+
+def test_compare_memory_adds_each_models_train_peak():
+    doc = json.loads(
+        cli(
+            "compare", "lenet", "nin", "--batch", "2", "--memory", "--device", "cpu", "-f", "json"
+        ).stdout
+    )
+    assert [m["train_peak_bytes"] for m in doc["models"]] == [peak("lenet", 2), peak("nin", 2)]
+    assert "Train peak" in cli("compare", "lenet", "--memory", "--device", "cpu").stdout
+
+
+def test_a_training_step_that_cannot_fit_is_refused_with_the_largest_batch_that_does():
+    config = TrainSettings("resnet18", device="cpu").resolve()
+    resident = data.resident_bytes()
+    with pytest.raises(CnnshapeError, match="does not fit on cpu") as err:
+        api.check_step_fits(config, free_bytes=resident + 300_000_000)
+    largest = int(err.value.hint.split("--batch-size ")[1].split()[0])
+    assert peak("resnet18", largest) + resident <= resident + 300_000_000
+    assert peak("resnet18", largest + 1) + resident > resident + 300_000_000
+    api.check_step_fits(config, free_bytes=resident + peak("resnet18", 256))  # it fits
