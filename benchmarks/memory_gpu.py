@@ -36,15 +36,15 @@ import time
 from pathlib import Path
 
 import torch
-from memory_vs_allocator import (
-    machine,
+from memory_vs_allocator import machine
+
+from cnnshape.inspect.allocator import (
     make_optimizer,
     make_scaler,
     measure_cpu,
     persistent_tensors,
     train_steps,
 )
-
 from cnnshape.inspect.memory import largest_batch, predict_step
 from cnnshape.registry import get_spec, list_specs
 

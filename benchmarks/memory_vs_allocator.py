@@ -15,7 +15,7 @@ A second table runs every model at --small-batch, where all of them can be measu
     python benchmarks/memory_vs_allocator.py                    # Markdown on stdout
     python benchmarks/memory_vs_allocator.py --small-batch 2 --max-seconds 5 --out out.md
 
-memory_gpu.py imports the measurement from here.
+The measurement is cnnshape/inspect/allocator.py (also what the tests check against).
 """
 
 from __future__ import annotations
@@ -26,179 +26,15 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile, record_function
 
+from cnnshape.inspect.allocator import make_optimizer, measure_cpu, train_steps
 from cnnshape.inspect.memory import predict_step
 from cnnshape.registry import get_spec, list_specs
 
 MB = 1e6
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# ---- the real step on CPU, measured by the allocator --------------------------------------------
-
-
-@dataclass(frozen=True)
-class Measured:
-    peak: int  # the allocator's peak of the step, what was live at its start included
-    tensor_peak: int  # the same with kernel scratch (allocated and freed in one op) left out
-    seconds: float  # wall time of the step (profiler overhead included)
-
-
-def make_optimizer(name: str, params) -> torch.optim.Optimizer:
-    """The optimizers cnnshape predicts, with PyTorch's defaults."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=0.1)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=0.1, momentum=0.9)
-    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params)
-
-
-def make_scaler(device: str, precision: str) -> torch.amp.GradScaler:
-    """train.py's GradScaler (on for fp16 only), with a small initial scale: no step then
-    overflows and gets skipped (a skipped step creates no optimizer state), and the scale's
-    value changes no allocation."""
-    return torch.amp.GradScaler(
-        torch.device(device).type, init_scale=1.0, enabled=precision == "fp16"
-    )
-
-
-def train_steps(model, batch, optimizer, scaler, precision, device, steps, on_step=None):
-    """cnnshape train's step, ``steps`` times; ``on_step(i)`` gives a context for step i."""
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for step in range(steps):
-        autocast = (
-            torch.autocast(torch.device(device).type, _AUTOCAST[precision])
-            if precision in _AUTOCAST
-            else contextlib.nullcontext()
-        )
-        with on_step(step) if on_step else contextlib.nullcontext():
-            optimizer.zero_grad()
-            with autocast:
-                logits = model(batch[0])
-                loss = loss_fn(logits, batch[1])
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            del logits, loss
-
-
-def persistent_tensors(model, optimizer, scaler, batch) -> list:
-    """What lives between steps: parameters, buffers, gradients, optimizer state, batch."""
-    tensors = [*model.parameters(), *model.buffers(), *batch]
-    tensors += [p.grad for p in model.parameters()]
-    tensors += [v for state in optimizer.state.values() for v in state.values()]
-    if scaler.is_enabled() and scaler._scale is not None:
-        tensors += [scaler._scale, scaler._growth_tracker]
-    return [t for t in tensors if isinstance(t, torch.Tensor)]
-
-
-def storage_bytes(tensors, device: str = "cpu") -> int:
-    """Bytes of the distinct storages behind ``tensors`` that live on ``device``."""
-    kind = torch.device(device).type
-    storages = {
-        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-        for t in tensors
-        if t.device.type == kind
-    }
-    return sum(storages.values())
-
-
-def measure_cpu(
-    build, input_shape, optimizer: str = "sgd", precision: str = "fp32", steps: int = 2
-) -> list[Measured]:
-    """Run ``steps`` real steps on CPU under the profiler; each one's measured peaks."""
-    torch.manual_seed(0)
-    baselines, seconds = [], []
-
-    @contextlib.contextmanager
-    def window(step):
-        baselines.append(storage_bytes(persistent_tensors(model, opt, scaler, batch)))
-        started = time.perf_counter()
-        with record_function(f"step{step}"):
-            yield
-        seconds.append(time.perf_counter() - started)
-
-    # Everything is created inside the profile: a block freed during a step must have been
-    # allocated while the allocator was reporting, or its size is unknown to it.
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        model = build()
-        opt = make_optimizer(optimizer, model.parameters())
-        scaler = make_scaler("cpu", precision)
-        batch = torch.rand(input_shape), torch.randint(0, 10, input_shape[:1])
-        train_steps(model, batch, opt, scaler, precision, "cpu", steps, window)
-    events, windows = _allocator_events(prof)
-    scratch = _kernel_scratch(events)
-    return [
-        Measured(*_peaks(events, windows[f"step{i}"], baselines[i], scratch), seconds[i])
-        for i in range(steps)
-    ]
-
-
-@dataclass(frozen=True)
-class _Event:
-    time: int
-    size: int  # positive: allocated, negative: freed
-    total: int  # the allocator's running total after this event
-    ptr: int
-    op: tuple | None  # the outermost aten op call it happened in: (name, start time)
-
-
-def _allocator_events(prof) -> tuple[list[_Event], dict[str, tuple[int, int]]]:
-    """Every CPU allocation/free in time order, and the time window of each step."""
-    events, windows = [], {}
-
-    def walk(node, op):
-        fields = node.extra_fields
-        if node.name.startswith("step") and node.name[4:].isdigit():
-            windows[node.name] = (node.start_time_ns, node.end_time_ns)
-        if op is None and node.name.startswith("aten::"):
-            op = (node.name, node.start_time_ns)
-        if type(fields).__name__ == "_ExtraFields_Allocation":
-            events.append(
-                _Event(
-                    node.start_time_ns, fields.alloc_size, fields.total_allocated, fields.ptr, op
-                )
-            )
-        for child in node.children:
-            walk(child, op)
-
-    for root in prof.profiler.kineto_results.experimental_event_tree():
-        walk(root, None)
-    events.sort(key=lambda e: e.time)
-    return events, windows
-
-
-def _kernel_scratch(events: list[_Event]) -> set[int]:
-    """Ids of the events of blocks allocated and freed inside the same op call."""
-    open_blocks: dict[int, _Event] = {}
-    scratch = set()
-    for event in events:
-        if event.size > 0:
-            open_blocks[event.ptr] = event
-            continue
-        allocation = open_blocks.pop(event.ptr, None)
-        if allocation is not None and event.op is not None and allocation.op == event.op:
-            scratch.update((id(allocation), id(event)))
-    return scratch
-
-
-def _peaks(events, window, baseline: int, scratch: set[int]) -> tuple[int, int]:
-    start, end = window
-    total_at_start = [e for e in events if e.time < start][-1].total
-    inside = [e for e in events if start <= e.time <= end]
-    peak = baseline + max([0] + [e.total - total_at_start for e in inside])
-    live = tensor_peak = baseline
-    for event in inside:
-        if id(event) not in scratch:
-            live += event.size
-            tensor_peak = max(tensor_peak, live)
-    return peak, tensor_peak
 
 
 # ---- the comparison -----------------------------------------------------------------------------

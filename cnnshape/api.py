@@ -384,6 +384,7 @@ def memory(
     device: str = "auto",
     fit: int | None = None,
     curve: bool = False,
+    measure: bool = False,
 ) -> MemoryReport:
     """The predicted peak memory of one training step of a model, as ``cnnshape train`` runs
     it, on fake tensors (no memory used, any batch): a breakdown, the batch-size law, and with
@@ -392,7 +393,9 @@ def memory(
     ``batch`` defaults to the seed recipe's for registry models (32 otherwise); ``precision``
     auto is train's (bf16 on CUDA, fp32 on the CPU). ``device`` may be ``cuda`` without a GPU:
     the prediction is for a CUDA device. Registry models also get what a training run keeps
-    on the device besides (Fashion-MNIST), counted in ``fit``.
+    on the device besides (Fashion-MNIST), counted in ``fit``. ``measure`` also runs the real
+    step on the CPU and measures its peak by the allocator's own events (it allocates what it
+    measures).
     """
     from .inspect.fit import memory_report
     from .train import data
@@ -409,8 +412,13 @@ def memory(
     budget, source = (fit, "--fit") if fit is not None else (total, f"{device}'s total memory")
     shape = (batch, channels, height, width)
     summary(model, shape, name=target.name)  # a size the model refuses fails here, explained
+    if measure and device != "cpu":
+        raise CnnshapeError(
+            "--measure runs the real step on the CPU, not on " + device + ".",
+            "Use --device cpu; for CUDA, benchmarks/memory_gpu.py compares with the GPU.",
+        )
     try:
-        return memory_report(
+        report = memory_report(
             model,
             target.name,
             shape,
@@ -429,6 +437,30 @@ def memory(
                 "Give --batch 2 or more.",
             ) from None
         raise CnnshapeError(str(err)) from None  # an option the predictor does not know
+    if measure:
+        report.measured = _measured_step(
+            target, in_channels, num_classes, shape, optimizer, precision
+        )
+    return report
+
+
+def _measured_step(target, in_channels, num_classes, shape, optimizer, precision):
+    """The real step's second run on the CPU, measured by the allocator (memory --measure)."""
+    from .inspect.allocator import measure_cpu
+
+    def build():
+        return target.build(in_channels, num_classes, device="cpu")[0]
+
+    try:
+        return measure_cpu(build, shape, optimizer, precision, steps=2)[-1]
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        raise CnnshapeError(
+            f"Not enough memory to measure {target.name} at {'x'.join(map(str, shape))}: "
+            "--measure runs the real step.",
+            "Give a smaller --batch, or leave out --measure (the prediction needs no memory).",
+        ) from None
 
 
 def _train_step(model: nn.Module, shape, device: str):

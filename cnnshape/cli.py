@@ -570,6 +570,15 @@ def memory(
         str | None,
         typer.Option("--plot", metavar="FILE.png", help="Draw memory against batch size."),
     ] = None,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Also run the real step on the CPU and measure its peak by the allocator's "
+            "own events (torch.profiler): how close the prediction is, here. It allocates "
+            "what it measures.",
+        ),
+    ] = False,
     format: FormatOption = Format.table,
 ) -> None:
     """Will it fit? The peak memory of one training step of MODEL, predicted without the memory.
@@ -597,6 +606,7 @@ def memory(
         device=device,
         fit=parse_bytes(fit),
         curve=plot is not None,
+        measure=measure,
     )
     if plot is not None:
         from .inspect.pictures import plot_memory

@@ -1,11 +1,11 @@
 """The memory predictor against the real CPU allocator, never against itself.
 
 Each case runs the real training step (two steps, as the predictor does) under
-``torch.profiler`` with ``profile_memory=True``. Every allocation and free the CPU allocator
-makes is an event with its size and the allocator's running total; a step's measured peak is
-what was live when it started (the distinct storages of parameters, buffers, gradients,
-optimizer state and the batch, summed here from the real tensors) plus the highest the
-running total rose above its value at the step's start.
+``torch.profiler`` with ``profile_memory=True`` (``cnnshape/inspect/allocator.py``). Every
+allocation and free the CPU allocator makes is an event with its size and the allocator's
+running total; a step's measured peak is what was live when it started (the distinct storages
+of parameters, buffers, gradients, optimizer state and the batch, summed from the real
+tensors) plus the highest the running total rose above its value at the step's start.
 
 Two checks per case:
   * tensor level, exact: the allocator's events minus kernel scratch (blocks allocated and
@@ -17,7 +17,6 @@ Two checks per case:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -25,8 +24,8 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torch.profiler import ProfilerActivity, profile, record_function
 
+from cnnshape.inspect import allocator
 from cnnshape.inspect.memory import (
     _simulate,
     batch_law,
@@ -123,138 +122,12 @@ SCRATCH_ABOVE_5_PERCENT = {
 # ---- the real step, measured by the allocator ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Measured:
-    peak: int  # allocator's peak of the step, baseline included
-    tensor_peak: int  # the same with kernel scratch (allocated and freed in one op) left out
-
-
-def _make_optimizer(name: str, params) -> torch.optim.Optimizer:
-    """The optimizers cnnshape knows, with PyTorch's defaults (as the predictor builds them)."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=0.1)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=0.1, momentum=0.9)
-    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params)
-
-
-def _live_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind ``tensors``."""
-    storages = {
-        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-        for t in tensors
-        if isinstance(t, torch.Tensor)
-    }
-    return sum(storages.values())
-
-
-def _persistent(model, optimizer, scaler, batch) -> list:
-    tensors = [*model.parameters(), *model.buffers(), *batch]
-    tensors += [p.grad for p in model.parameters()]
-    tensors += [v for state in optimizer.state.values() for v in state.values()]
-    if scaler.is_enabled() and scaler._scale is not None:
-        tensors += [scaler._scale, scaler._growth_tracker]
-    return tensors
-
-
 @functools.cache
-def measure(case: Case, steps: int = 2) -> tuple[Measured, ...]:
-    """Run ``steps`` real training steps on CPU; each one's measured peaks."""
-    torch.manual_seed(0)
-    autocast = (
-        torch.autocast("cpu", _AUTOCAST[case.precision])
-        if case.precision in _AUTOCAST
-        else contextlib.nullcontext()
+def measure(case: Case, steps: int = 2) -> tuple[allocator.Measured, ...]:
+    """The real step, ``steps`` times on the CPU, each measured by the allocator."""
+    return tuple(
+        allocator.measure_cpu(case.build, case.input_shape, case.optimizer, case.precision, steps)
     )
-    baselines = []
-    # Everything is created inside the profile, so every block freed during a step was
-    # allocated while the allocator was reporting (a block from before has no known size).
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        model = case.build()
-        model.train()
-        optimizer = _make_optimizer(case.optimizer, model.parameters())
-        # fp16: a small initial scale, so that no step overflows and gets skipped (a skipped
-        # step creates no optimizer state); the scale's value changes no allocation.
-        scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=case.precision == "fp16")
-        loss_fn = nn.CrossEntropyLoss()
-        batch = torch.rand(case.input_shape), torch.randint(0, 10, case.input_shape[:1])
-        for step in range(steps):
-            baselines.append(_live_bytes(_persistent(model, optimizer, scaler, batch)))
-            with record_function(f"step{step}"):
-                optimizer.zero_grad()
-                with autocast:
-                    logits = model(batch[0])
-                    loss = loss_fn(logits, batch[1])
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                del logits, loss
-    assert not scaler.is_enabled() or scaler.get_scale() >= 1.0, "a step was skipped"
-    events, windows = _allocator_events(prof)
-    return tuple(_peaks(events, windows[f"step{step}"], baselines[step]) for step in range(steps))
-
-
-@dataclass(frozen=True)
-class _Event:
-    time: int
-    size: int  # positive: allocated, negative: freed
-    total: int  # the allocator's running total after this event
-    ptr: int
-    op: tuple | None  # the outermost aten op call it happened in: (name, start time)
-
-
-def _allocator_events(prof) -> tuple[list[_Event], dict[str, tuple[int, int]]]:
-    """Every CPU allocation/free in time order, and the time window of each step."""
-    events, windows = [], {}
-
-    def walk(node, op):
-        fields = node.extra_fields
-        if node.name.startswith("step") and node.name[4:].isdigit():
-            windows[node.name] = (node.start_time_ns, node.end_time_ns)
-        if op is None and node.name.startswith("aten::"):
-            op = (node.name, node.start_time_ns)
-        if type(fields).__name__ == "_ExtraFields_Allocation":
-            events.append(
-                _Event(
-                    node.start_time_ns, fields.alloc_size, fields.total_allocated, fields.ptr, op
-                )
-            )
-        for child in node.children:
-            walk(child, op)
-
-    for root in prof.profiler.kineto_results.experimental_event_tree():
-        walk(root, None)
-    events.sort(key=lambda e: e.time)
-    return events, windows
-
-
-def _peaks(events: list[_Event], window: tuple[int, int], baseline: int) -> Measured:
-    start, end = window
-    scratch = _kernel_scratch(events)
-    before = [e for e in events if e.time < start]
-    inside = [e for e in events if start <= e.time <= end]
-    total_at_start = before[-1].total
-    peak = baseline + max([0] + [e.total - total_at_start for e in inside])
-    live = tensor_peak = baseline
-    for event in inside:
-        if id(event) not in scratch:
-            live += event.size
-            tensor_peak = max(tensor_peak, live)
-    return Measured(peak, tensor_peak)
-
-
-def _kernel_scratch(events: list[_Event]) -> set[int]:
-    """Ids of the events of blocks allocated and freed inside the same op call."""
-    open_blocks: dict[int, _Event] = {}
-    scratch = set()
-    for event in events:
-        if event.size > 0:
-            open_blocks[event.ptr] = event
-            continue
-        allocation = open_blocks.pop(event.ptr, None)
-        if allocation is not None and event.op is not None and allocation.op == event.op:
-            scratch.update((id(allocation), id(event)))
-    return scratch
 
 
 @functools.cache

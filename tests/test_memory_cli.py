@@ -142,3 +142,17 @@ def test_a_training_step_that_cannot_fit_is_refused_with_the_largest_batch_that_
     assert peak("resnet18", largest) + resident <= resident + 300_000_000
     assert peak("resnet18", largest + 1) + resident > resident + 300_000_000
     api.check_step_fits(config, free_bytes=resident + peak("resnet18", 256))  # it fits
+
+
+def test_measure_runs_the_real_step_and_says_how_close_the_prediction_is():
+    doc = json.loads(
+        cli(
+            "memory", "lenet-bn", "--batch", "16", "--device", "cpu", "--measure", "-f", "json"
+        ).stdout
+    )
+    predicted, measured = doc["step"]["peak"], doc["measured"]
+    assert abs(measured["tensor_peak_bytes"] - predicted) <= 64  # exact at the tensor level
+    assert predicted <= measured["peak_bytes"] <= predicted * 1.05 + 64 * 1024
+    table = cli("memory", "lenet-bn", "--batch", "16", "--device", "cpu", "--measure")
+    assert "Measured on this CPU" in table.stdout and "USDT" not in table.stderr
+    assert_clean_error(cli("memory", "lenet", "--device", "cuda", "--measure"), "on the CPU")

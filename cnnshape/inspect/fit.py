@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from . import memory
+from . import allocator, memory
 
 
 @dataclass
@@ -27,6 +27,7 @@ class MemoryReport:
     budget_source: str | None = None
     largest_batch: int | None = None  # the largest batch whose exact peak fits the budget
     curve: list[tuple[int, int]] = field(default_factory=list)  # (batch, exact peak), --plot
+    measured: allocator.Measured | None = None  # the real step's, on the CPU (--measure)
 
     @property
     def input_shape(self) -> list[int]:
@@ -57,6 +58,12 @@ class MemoryReport:
                 "largest_batch": self.largest_batch,
             },
             "curve": [{"batch": b, "peak_bytes": peak} for b, peak in self.curve] or None,
+            "measured": None
+            if self.measured is None
+            else {
+                "peak_bytes": self.measured.peak,
+                "tensor_peak_bytes": self.measured.tensor_peak,
+            },
         }
 
 

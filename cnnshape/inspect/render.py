@@ -432,6 +432,13 @@ def memory_view(report) -> View:
         )
     if report.budget_bytes is not None:
         facts.append(_fit_line(report))
+    if report.measured is not None:
+        measured = report.measured
+        facts.append(
+            f"Measured on this CPU (the real step, by the allocator's own events): "
+            f"{byte_size(measured.peak)}, predicted / measured {step.peak / measured.peak:.3f}; "
+            f"without kernel scratch (what no tensor holds): {byte_size(measured.tensor_peak)}."
+        )
     heaviest = sorted(step.layers, key=lambda layer: -layer.saved_bytes)[:3]
     if heaviest:
         facts.append(
