@@ -195,6 +195,31 @@ FormatOption = Annotated[
 ]
 
 
+SizeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--size",
+        "-s",
+        metavar="N|HxW",
+        help="Input height and width: one number for a square, or HxW. Default: the model's own.",
+    ),
+]
+ChannelsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--in-channels",
+        min=1,
+        help="Input channels. Registry models are built for them (default 1, Fashion-MNIST); "
+        "other models are built as published and this must match their first convolution "
+        "(default: its channels, 3 for torchvision).",
+    ),
+]
+ClassesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--classes", min=1, help="Output classes (default: registry 10, torchvision/timm 1000)."
+    ),
+]
 MemoryFlag = Annotated[
     bool,
     typer.Option(
@@ -209,33 +234,10 @@ MemoryFlag = Annotated[
 class InputOptions:
     """The dummy input a model is walked with (show, compare)."""
 
-    size: Annotated[
-        str | None,
-        typer.Option(
-            "--size",
-            "-s",
-            metavar="N|HxW",
-            help="Input height and width: one number for a square, or HxW. Default: the "
-            "model's own.",
-        ),
-    ] = None
+    size: SizeOption = None
     batch: Annotated[int, typer.Option(min=1, help="Batch size of the dummy input.")] = 1
-    in_channels: Annotated[
-        int | None,
-        typer.Option(
-            "--in-channels",
-            min=1,
-            help="Input channels. Registry models are built for them "
-            "(default 1, Fashion-MNIST); other models are built as published and this must match "
-            "their first convolution (default: its channels, 3 for torchvision).",
-        ),
-    ] = None
-    classes: Annotated[
-        int | None,
-        typer.Option(
-            "--classes", min=1, help="Output classes (default: registry 10, torchvision/timm 1000)."
-        ),
-    ] = None
+    in_channels: ChannelsOption = None
+    classes: ClassesOption = None
 
     def shape(self) -> dict:
         return {
@@ -498,10 +500,7 @@ def sizes(
     up_to: Annotated[
         int, typer.Option("--up-to", min=1, help="Largest square size to check.")
     ] = DEFAULT_UP_TO,
-    in_channels: Annotated[
-        int | None,
-        typer.Option("--in-channels", min=1, help="Input channels (default: the model's own)."),
-    ] = None,
+    in_channels: ChannelsOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Which square input sizes MODEL accepts, and the first layer that refuses the others.
@@ -530,20 +529,13 @@ OptimizerOption = Annotated[
 @friendly_errors
 def memory(
     model: ModelArgument,
-    size: Annotated[
-        str | None,
-        typer.Option("--size", "-s", metavar="N|HxW", help="Input size. Default: the model's own."),
-    ] = None,
+    size: SizeOption = None,
     batch: Annotated[
         int | None,
         typer.Option(min=1, help="Batch size. Default: the seed recipe's (registry), else 32."),
     ] = None,
-    in_channels: Annotated[
-        int | None, typer.Option("--in-channels", min=1, help="Input channels (as for show).")
-    ] = None,
-    classes: Annotated[
-        int | None, typer.Option("--classes", min=1, help="Output classes (as for show).")
-    ] = None,
+    in_channels: ChannelsOption = None,
+    classes: ClassesOption = None,
     optimizer: OptimizerOption = "sgd",
     precision: Annotated[
         str,
