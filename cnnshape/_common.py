@@ -87,6 +87,16 @@ def left_as_it_was(model) -> Iterator[None]:
             vars(module).update(tensors)
 
 
+def default_precision(device: str) -> str:
+    """What --precision auto means on ``device``: bf16 autocast on a CUDA GPU that has it
+    (and for a CUDA device predicted on a machine without one), fp32 on the CPU."""
+    if not device.startswith("cuda"):
+        return "fp32"
+    import torch
+
+    return "bf16" if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp32"
+
+
 # ---- torchrun ---------------------------------------------------------------------------------
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")

@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._common import default_precision
 from .errors import CnnshapeError, WalkError
 from .inspect import cache as result_cache
 from .inspect.report import DEFAULT_UP_TO, Report, SizeScan
@@ -408,7 +409,7 @@ def memory(
     height, width = size or (target.size, target.size)
     device, total = _memory_device(device)
     if precision == "auto":
-        precision = "bf16" if device.startswith("cuda") else "fp32"
+        precision = default_precision(device)
     budget, source = (fit, "--fit") if fit is not None else (total, f"{device}'s total memory")
     shape = (batch, channels, height, width)
     summary(model, shape, name=target.name)  # a size the model refuses fails here, explained
@@ -468,7 +469,7 @@ def _train_step(model: nn.Module, shape, device: str):
     from .inspect.memory import predict_step
 
     device, _ = _memory_device(device)
-    precision = "bf16" if device.startswith("cuda") else "fp32"
+    precision = default_precision(device)
     return predict_step(model, tuple(shape), device=device, precision=precision)
 
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from .._common import resolve_device
+from .._common import default_precision, resolve_device
 from ..errors import CnnshapeError
 from ..registry import get_spec
 
@@ -204,12 +204,7 @@ def _precision(asked: str | None, device: str) -> str:
         (asked or "auto") in PRECISIONS,
         f"--precision must be one of {', '.join(PRECISIONS)}, not {asked!r}.",
     )
-    if asked not in (None, "auto"):
-        return asked
-    import torch
-
-    cuda = device.startswith("cuda")
-    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    return default_precision(device) if asked in (None, "auto") else asked
 
 
 def _check_numbers(s: TrainSettings) -> None:
