@@ -6,7 +6,8 @@
     >>> report.total_params, report.to_dict()["layers"][0]["output_shape"]
 
 Importing the package is cheap: the library API (``cnnshape.api``) imports torch inside the
-calls that need it.
+calls that need it. Training from Python is ``cnnshape.api.train``, ``resume`` and
+``evaluate`` (``cnnshape.train`` is the training package).
 """
 
 __version__ = "0.1.0"
@@ -14,15 +15,12 @@ __version__ = "0.1.0"
 from .api import (  # noqa: E402
     TimeSettings,
     compare,
-    evaluate,
     get_model,
     list_models,
     memory,
-    resume,
     scan_sizes,
     show,
     summary,
-    train,
     valid_sizes,
 )
 from .errors import CnnshapeError, WalkError  # noqa: E402
@@ -37,14 +35,11 @@ __all__ = [
     "TrainSettings",
     "WalkError",
     "compare",
-    "evaluate",
     "get_model",
     "list_models",
     "memory",
-    "resume",
     "scan_sizes",
     "show",
     "summary",
-    "train",
     "valid_sizes",
 ]

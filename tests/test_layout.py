@@ -63,3 +63,14 @@ def test_the_shared_modules_import_neither_path(name):
 def test_the_checker_sees_relative_imports():
     imports = cnnshape_imports(PACKAGE / "inspect" / "walk.py")
     assert "cnnshape._common" in imports and "cnnshape.inspect.shapes" in imports
+
+
+def test_no_api_name_hides_a_subpackage():
+    # `from .api import train` in cnnshape/__init__ once made `cnnshape.train` the function,
+    # and `cnnshape.train.run` an AttributeError for everyone who imported the package first.
+    import importlib
+
+    for name in ("inspect", "train", "models"):
+        module = importlib.import_module(f"cnnshape.{name}")
+        assert getattr(cnnshape, name) is module, name
+    assert not {"inspect", "train", "models"} & set(cnnshape.__all__)
