@@ -20,7 +20,7 @@ from ._common import default_precision
 from .errors import CnnshapeError, WalkError
 from .inspect import cache as result_cache
 from .inspect.report import DEFAULT_UP_TO, Report, SizeScan
-from .registry import get_spec, list_specs, match_specs
+from .registry import get_spec, is_reference, list_specs, match_specs
 from .train.config import TrainSettings
 
 if TYPE_CHECKING:
@@ -319,8 +319,7 @@ def _expand(patterns: list[str]) -> list[str]:
     """Registry patterns become names; references outside the registry stay as they are."""
     refs: list[str] = []
     for pattern in patterns:
-        # A reference outside the registry has a colon: torchvision:NAME, file.py:Net, ...
-        found = [pattern] if ":" in pattern else [s.name for s in match_specs([pattern])]
+        found = [pattern] if is_reference(pattern) else [s.name for s in match_specs([pattern])]
         refs += [r for r in found if r not in refs]
     return refs
 
@@ -402,7 +401,7 @@ def memory(
     from .train import data
 
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
-    registry = ":" not in name
+    registry = not is_reference(name)
     if batch is None:
         batch = get_spec(name).recipe.batch_size if registry else DEFAULT_MEMORY_BATCH
     _check_positive(batch=batch)

@@ -169,6 +169,12 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 
+def is_reference(ref: str) -> bool:
+    """Whether a model reference names something outside the registry: those all have a
+    colon (torchvision:NAME, timm:NAME, path/to/file.py:Net, package.module:factory)."""
+    return ":" in ref
+
+
 def _normalize(name: str) -> str:
     """Case-insensitive, with ``_`` and ``-`` interchangeable."""
     return name.strip().lower().replace("_", "-")

@@ -165,3 +165,19 @@ def test_a_run_that_ends_at_chance_level_says_so(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "Warning: the final train accuracy" in result.stderr
     assert "chance level" in result.stderr
+
+
+def test_train_and_eval_print_their_tables_as_csv_and_markdown(fashion_dir, tmp_path):
+    import csv
+    import io
+
+    result = train(fashion_dir, tmp_path / "run", "--epochs", "2", "-f", "csv")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # metrics.csv's columns, one row per epoch
+    saved = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert [float(r["test acc"]) for r in rows] == [float(line.split(",")[3]) for line in saved[1:]]
+    markdown = cli("eval", tmp_path / "run", "-f", "markdown").stdout
+    assert "| class | correct | total | accuracy |" in markdown and "| Ankle boot |" in markdown
+    per_class = list(csv.DictReader(io.StringIO(cli("eval", tmp_path / "run", "-f", "csv").stdout)))
+    assert sum(int(r["total"]) for r in per_class) == 100

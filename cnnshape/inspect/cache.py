@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._common import atomic_write
+from ..registry import is_reference
 
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent.parent  # cnnshape/
@@ -47,8 +48,7 @@ def enabled() -> bool:
 
 def cacheable(ref: str) -> bool:
     """Whether a model reference's code is pinned by the fingerprint (not the user's own)."""
-    prefix, sep, _ = ref.partition(":")
-    return not sep or prefix in ("torchvision", "timm")
+    return not is_reference(ref) or ref.partition(":")[0] in ("torchvision", "timm")
 
 
 def directory() -> Path:

@@ -109,11 +109,6 @@ def resolve(ref: str) -> Target:
     return _user_target(path, attr)
 
 
-def is_reference(ref: str) -> bool:
-    """True for references outside the registry (they all contain a colon)."""
-    return ":" in ref
-
-
 def _registry_target(spec: ModelSpec) -> Target:
     return Target(
         spec.name,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .._common import default_precision, resolve_device
 from ..errors import CnnshapeError
-from ..registry import get_spec
+from ..registry import get_spec, is_reference
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("fashion-mnist", "synthetic")
@@ -57,7 +57,7 @@ class TrainSettings:
                 "Which model? Give a name, or --resume RUN_DIR.",
                 "Run `cnnshape list` to see every model.",
             )
-        if ":" in self.model:
+        if is_reference(self.model):
             # Training needs the chapter's recipe and 1-channel Fashion-MNIST inputs.
             raise CnnshapeError(
                 f"train takes the chapter's registered models, not {self.model}.",
