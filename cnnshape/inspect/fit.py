@@ -89,7 +89,7 @@ def memory_report(
     report = MemoryReport(name, step, fixed, per_image, resident, budget, budget_source)
     if budget is not None:
         report.largest_batch = memory.largest_batch(
-            model, image, budget - (resident or 0), **options
+            model, image, budget - (resident or 0), law=(fixed, per_image), **options
         )
     if curve:
         report.curve = _curve(model, image, input_shape[0], report.largest_batch, options)

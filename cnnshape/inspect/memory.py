@@ -194,6 +194,7 @@ def largest_batch(
     budget_bytes: int,
     *,
     limit: int = 1 << 20,
+    law: tuple[int, int] | None = None,
     **options,
 ) -> int:
     """The largest batch whose exact predicted steady-state peak fits in ``budget_bytes``.
@@ -202,7 +203,7 @@ def largest_batch(
     (channels, height, width). The linear law gives the first guess; exact predictions then
     step away from it (1, 2, 4, ... images) until the answer is bracketed, and bisect. A
     prediction costs the same whatever the batch, and the law is nearly exact, so this takes
-    a handful of predictions.
+    a handful of predictions. ``law``: the `batch_law` when the caller has it already.
     """
     peaks: dict[int, int] = {}
 
@@ -211,7 +212,7 @@ def largest_batch(
             peaks[batch] = predict_step(model, (batch, *input_shape), **options).peak
         return peaks[batch] <= budget_bytes
 
-    fixed, per_image = batch_law(model, input_shape, **options)
+    fixed, per_image = law or batch_law(model, input_shape, **options)
     guess = limit if per_image == 0 else (budget_bytes - fixed) // per_image
     guess = min(max(guess, 1), limit)
     low, high = 0, limit + 1  # fits(low) (0 fits by definition), not fits(high)
