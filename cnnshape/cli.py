@@ -13,7 +13,6 @@ import inspect
 import json
 import os
 import re
-import signal
 import sys
 import typing
 from dataclasses import asdict, dataclass
@@ -87,9 +86,15 @@ def friendly_errors(command):
             _print_error(err.message, err.hint)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM while training (train/signals.py)
+            # Also where a SIGTERM lands while an error unwinds: under torchrun, rank 0 is
+            # stopped as soon as another rank fails, often before its own error is printed.
+            from .train.signals import signal_of, stop_reason
+
+            signum = signal_of(stop)
             if launch_rank() == 0:
-                console(stderr=True).print("Interrupted.")
-            raise typer.Exit(128 + getattr(stop, "signum", signal.SIGINT)) from None
+                where = "[rank 0] " if launched() else ""
+                print(f"{where}Interrupted ({stop_reason(signum)}).", file=sys.stderr)
+            raise typer.Exit(128 + signum) from None
         except SystemExit as exit:  # not ours (typer.Exit is not a SystemExit): a model's code
             if _debug:
                 raise

@@ -4,13 +4,16 @@ import json
 import signal
 
 import pytest
+import typer
 from conftest import cli
 from fmnist_files import write_fashion_dir
 
 from cnnshape import api
+from cnnshape.cli import friendly_errors
 from cnnshape.train.config import TrainSettings
 from cnnshape.train.events import EpochStats
 from cnnshape.train.run import RunResult
+from cnnshape.train.signals import Stopped
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +145,28 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(monkeypatch, tmp_path):
     result = cli("train", "lenet", "--dataset", "synthetic")
     assert result.exit_code == 130
     assert f"cnnshape train --resume {tmp_path}" in result.stderr
+
+
+def test_a_sigterm_landing_while_an_error_unwinds_says_why_under_torchrun(monkeypatch, capsys):
+    # torchrun stops rank 0 the moment another rank dies, often while rank 0's own error (its
+    # collective lost the peer) is still unwinding: the SIGTERM replaces it.
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+
+    @friendly_errors
+    def command():
+        try:
+            raise RuntimeError("Connection closed by peer")
+        finally:
+            raise Stopped(signal.SIGTERM)
+
+    with pytest.raises(typer.Exit) as stopped:
+        command()
+    assert stopped.value.exit_code == 143
+    assert (
+        "[rank 0] Interrupted (SIGTERM: torchrun stops every rank when one fails"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_run_that_ends_at_chance_level_says_so(tmp_path):

@@ -6,8 +6,6 @@ epoch, a progress bar per epoch, one line per finished epoch, and the book's two
 
 from __future__ import annotations
 
-import signal
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,9 +17,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .._common import human, launched
+from .._common import human
 from ..views import Column, View, table
 from .events import BatchProgress, EpochStats, RunEnd, RunStart
+from .signals import stop_reason
 
 # Below this train accuracy after an epoch the network is guessing (10 classes: 0.10). The
 # book's NiN sometimes ends at 0.10: say so instead of printing numbers that look like results.
@@ -142,9 +141,7 @@ class TrainDisplay:
 
 def stopped_message(result) -> str:
     """What a run stopped by Ctrl-C or SIGTERM left, and how to go on."""
-    why = signal.Signals(result.stopped_by).name
-    if launched() and result.stopped_by == signal.SIGTERM:
-        why += ": torchrun stops every rank when one fails, and the failing rank names the cause"
+    why = stop_reason(result.stopped_by)
     if result.complete:
         return (
             f"Stopped ({why}) after the last epoch was saved: the run in {result.run_dir} is "

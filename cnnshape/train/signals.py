@@ -14,6 +14,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from .._common import launched
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -29,6 +31,15 @@ class Stopped(KeyboardInterrupt):
 def signal_of(interrupt: KeyboardInterrupt) -> int:
     """The signal behind an interrupt: its own, or SIGINT for Python's plain Ctrl-C."""
     return getattr(interrupt, "signum", signal.SIGINT)
+
+
+def stop_reason(signum: int) -> str:
+    """Why a process stopped, for a person: the signal's name, and under torchrun what a
+    SIGTERM means (another rank failed: torchrun stops the rest)."""
+    why = signal.Signals(signum).name
+    if launched() and signum == signal.SIGTERM:
+        why += ": torchrun stops every rank when one fails, and the failing rank names the cause"
+    return why
 
 
 def _in_main_thread() -> bool:
