@@ -7,16 +7,21 @@ From the environment:
 
 - CNNSHAPE_TEST_BATCH_SECONDS=s: every training batch takes at least s seconds longer;
 - CNNSHAPE_TEST_SAVE_SECONDS=s: every file of the run folder stays s seconds in its
-  temporary form before its rename, so a kill often lands inside a save.
+  temporary form before its rename, so a kill often lands inside a save;
+- CNNSHAPE_TEST_HOLD_AFTER=k: once k epochs are saved, every batch waits until the file
+  CNNSHAPE_TEST_RELEASE names exists (forever, when it names none), so a test can signal or
+  kill a run that is surely still training, however slowly this machine starts processes.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import cnnshape._common
 import cnnshape.train.data
+import cnnshape.train.folder
 from cnnshape.cli import app
 
 BATCH_SECONDS = float(os.environ.get("CNNSHAPE_TEST_BATCH_SECONDS", 0))
@@ -31,6 +36,24 @@ def slow_batches() -> None:
         return to_input(*args, **kwargs)
 
     cnnshape.train.data.to_input = slow
+
+
+def hold_after(epochs: int, release: Path | None) -> None:
+    saved = [0]
+    save_epoch = cnnshape.train.folder.RunFolder.save_epoch
+    to_input = cnnshape.train.data.to_input
+
+    def count(self, *args, **kwargs):
+        save_epoch(self, *args, **kwargs)
+        saved[0] += 1
+
+    def held(*args, **kwargs):
+        while saved[0] >= epochs and not (release and release.exists()):
+            time.sleep(0.02)  # a signal's handler runs here
+        return to_input(*args, **kwargs)
+
+    cnnshape.train.folder.RunFolder.save_epoch = count
+    cnnshape.train.data.to_input = held
 
 
 def slow_saves() -> None:
@@ -49,4 +72,7 @@ if __name__ == "__main__":
         slow_batches()
     if SAVE_SECONDS:
         slow_saves()
+    if "CNNSHAPE_TEST_HOLD_AFTER" in os.environ:
+        release = os.environ.get("CNNSHAPE_TEST_RELEASE")
+        hold_after(int(os.environ["CNNSHAPE_TEST_HOLD_AFTER"]), release and Path(release))
     app(prog_name="cnnshape")
