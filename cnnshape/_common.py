@@ -167,21 +167,23 @@ def new_figure(size: tuple[float, float], ncols: int = 1):
 # ---- numbers for people -----------------------------------------------------------------------
 
 
-def human(n: float) -> str:
-    """1234567 -> '1.23 M' (SI prefixes: K = 10^3, M = 10^6, G = 10^9, T = 10^12)."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+_SI_PREFIXES = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3))
+
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 -> '1.23 M', or with a unit '1.23 MB' (SI prefixes: K = 10^3, M = 10^6, ...)."""
+    for prefix, scale in _SI_PREFIXES:
         if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:g}"
+            return f"{n / scale:.2f} {prefix}{unit}"
+    return f"{n:g} {unit}".rstrip()
 
 
 def megabytes(n: int) -> str:
+    """Always in MB, as torchinfo's "Params size (MB)": the show footer reads alike for a
+    LeNet and a VGG."""
     return f"{n / 1e6:.2f} MB"
 
 
 def byte_size(n: float) -> str:
     """1234567 -> '1.23 MB' (SI: KB = 10^3 bytes, MB = 10^6, GB = 10^9, TB = 10^12)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:g} B"
+    return human(n, "B")

@@ -532,17 +532,13 @@ def evaluate(run_dir: str, settings: TrainSettings | None = None) -> EvalResult:
 def _execute(plan: Plan, on_event: OnEvent | None, progress_every: float) -> RunResult:
     from .train.run import execute
 
-    try:
+    with plan:  # the run folder stays locked from planning (a resume) to the run's end
         flops = training_flops(plan.config.model, plan.config.size)
         if plan.config.device_type == "cuda":
             import torch
 
             check_step_fits(plan.config, torch.cuda.mem_get_info(plan.config.device)[0])
-    except BaseException:
-        if plan.resumed is not None:
-            plan.resumed.release()
-        raise
-    return execute(plan, flops, on_event, progress_every=progress_every)
+        return execute(plan, flops, on_event, progress_every=progress_every)
 
 
 def check_step_fits(config, free_bytes: int) -> None:

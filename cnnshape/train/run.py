@@ -47,13 +47,23 @@ class Plan:
     config: TrainConfig
     out: Path | None  # the folder asked for; None: a new runs/<model>-<time>
     force: bool = False  # take a non-empty folder that is not a run
-    resumed: RunFolder | None = None  # a resumed run's folder, locked by this process
     state: dict | None = None  # the checkpoint a resumed run continues from
+    # The run's folder, locked by this process: a resumed run's from planning on, a fresh
+    # run's once `execute` claims it; None on the other ranks under torchrun.
+    folder: RunFolder | None = None
     notes: list[str] = field(default_factory=list)  # what a reader should know (a repair)
 
     @property
     def history(self) -> list[EpochStats]:
         return [EpochStats(**row) for row in self.state["history"]] if self.state else []
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Unlock the run folder, however the run ended (the one place that does)."""
+        if self.folder is not None:
+            self.folder.release()
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ def plan_resume(run_dir: str | Path, settings: TrainSettings, out: str | None = 
         if locked is not None:
             locked.release()
         raise
-    return Plan(config, folder, resumed=locked, state=state)
+    return Plan(config, folder, state=state, folder=locked)
 
 
 def execute(
@@ -136,48 +146,43 @@ def execute(
     progress_every: float = 0.25,
 ) -> RunResult:
     """Load the data, write the run folder, train. A Ctrl-C or SIGTERM ends the run cleanly
-    (``result.stopped_by``); a non-finite loss raises RunDivergedError. The folder is unlocked
-    at the end, however the run ends."""
-    folder = plan.resumed
-    try:
-        cfg = plan.config
-        model, optimizer, scaler = _build(plan)
-        check_sync_bn(model, cfg)
-        dataset = load_data(cfg)
-        if distributed.is_main():
-            folder = _claim(plan, cfg, dataset, model)
-        # Rank 0 alone owns the run folder (under torchrun the others learn its name).
-        run_dir = distributed.broadcast_from_main(folder.path if folder else None)
-        n_train = len(dataset.train)
-        start = RunStart(
-            cfg,
-            sum(p.numel() for p in model.parameters()),
-            flops_per_image,
-            dataset.source,
-            n_train,
-            len(dataset.test),
-            str(run_dir),
-            start_epoch=len(plan.history),
-            world_size=distributed.world_size(),
-            left_out_per_epoch=n_train - epoch_length(model, n_train, cfg),
-            notes=tuple(plan.notes),
-        )
-        return _train(
-            model,
-            dataset,
-            cfg,
-            folder,
-            run_dir,
-            start,
-            on_event,
-            optimizer=optimizer,
-            scaler=scaler,
-            history=plan.history,
-            progress_every=progress_every,
-        )
-    finally:
-        if folder is not None:
-            folder.release()
+    (``result.stopped_by``); a non-finite loss raises RunDivergedError. Run it inside
+    ``with plan:``, which unlocks the folder at the end however the run ends."""
+    cfg = plan.config
+    model, optimizer, scaler = _build(plan)
+    check_sync_bn(model, cfg)
+    dataset = load_data(cfg)
+    if distributed.is_main():
+        _claim(plan, cfg, dataset, model)
+    # Rank 0 alone owns the run folder (under torchrun the others learn its name).
+    run_dir = distributed.broadcast_from_main(plan.folder.path if plan.folder else None)
+    n_train = len(dataset.train)
+    start = RunStart(
+        cfg,
+        sum(p.numel() for p in model.parameters()),
+        flops_per_image,
+        dataset.source,
+        n_train,
+        len(dataset.test),
+        str(run_dir),
+        start_epoch=len(plan.history),
+        world_size=distributed.world_size(),
+        left_out_per_epoch=n_train - epoch_length(model, n_train, cfg),
+        notes=tuple(plan.notes),
+    )
+    return _train(
+        model,
+        dataset,
+        cfg,
+        plan.folder,
+        run_dir,
+        start,
+        on_event,
+        optimizer=optimizer,
+        scaler=scaler,
+        history=plan.history,
+        progress_every=progress_every,
+    )
 
 
 def _build(plan: Plan):
@@ -199,21 +204,15 @@ def _build(plan: Plan):
     return model, optimizer, scaler
 
 
-def _claim(plan: Plan, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> RunFolder:
-    """The run's folder, locked: the resumed one (repaired) or a new one; config.json written."""
-    if plan.resumed is not None:
-        folder = plan.resumed
-        repaired = folder.repair(plan.history, _title(cfg), cfg.epochs)
+def _claim(plan: Plan, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> None:
+    """``plan.folder``, locked: the resumed one (repaired) or a new one; config.json written."""
+    if plan.folder is not None:
+        repaired = plan.folder.repair(plan.history, _title(cfg), cfg.epochs)
         if repaired:
             plan.notes.append(repaired)
     else:
-        folder = RunFolder.new(plan.out, cfg.model, plan.force)
-    try:
-        folder.write_config(_config_info(cfg, dataset, model))
-    except BaseException:
-        folder.release()
-        raise
-    return folder
+        plan.folder = RunFolder.new(plan.out, cfg.model, plan.force)
+    plan.folder.write_config(_config_info(cfg, dataset, model))
 
 
 def _train(
