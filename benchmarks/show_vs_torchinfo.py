@@ -1,13 +1,15 @@
 """`cnnshape show` against a plain `torchinfo.summary` of the same model, side by side.
 
 Each measurement is a fresh process (imports included, as a user waits for them), timed from
-process start to exit, with its peak resident memory. Three columns per case:
+process start to exit, with its peak resident memory. Four columns per case:
 
 - torchinfo: build the model (real weights, as torchinfo needs them) and summarize it;
 - cnnshape cold: ``cnnshape show`` with the result cache off (CNNSHAPE_NO_CACHE=1): the walk;
-- cnnshape warm: the same command asked again (the answer comes from the result cache).
+- cnnshape warm: the same command asked again (the answer comes from the result cache);
+- import torch: a process that only imports torch, the floor any answer that builds the
+  model pays (torchinfo's and a cold cnnshape's alike).
 
-The three runs of a case are interleaved (torchinfo, cold, warm, torchinfo, ...), so a load
+The four runs of a case are interleaved (torchinfo, cold, warm, floor, torchinfo, ...), so a load
 change on a shared machine hits all columns alike. Medians of the repeats.
 
     python benchmarks/show_vs_torchinfo.py            # the ten registry models + big inputs
@@ -47,7 +49,9 @@ CHILD = r"""
 import os, resource, sys, time, json
 start = float(os.environ["BENCH_T0"])
 tool, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if tool == "cnnshape":
+if tool == "floor":
+    import torch
+elif tool == "cnnshape":
     from cnnshape.cli import app
     try:
         app(["show", name, "--size", str(size), "--format", "json"], standalone_mode=False)
@@ -88,6 +92,7 @@ def main() -> None:
         "torchinfo": ("torchinfo", dict(os.environ)),
         "cold": ("cnnshape", dict(os.environ, CNNSHAPE_NO_CACHE="1")),
         "warm": ("cnnshape", dict(os.environ, CNNSHAPE_CACHE_DIR=cache)),
+        "floor": ("floor", dict(os.environ)),
     }
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -95,10 +100,11 @@ def main() -> None:
     )
     print(
         "| case | torchinfo s | cnnshape cold s | cold / torchinfo | cnnshape warm s "
-        "| warm / torchinfo | torchinfo MB | cnnshape cold MB |"
+        "| warm / torchinfo | import torch s | import torch / torchinfo | torchinfo MB "
+        "| cnnshape cold MB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    cold_ratios, warm_ratios = [], []
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cold_ratios, warm_ratios, floor_ratios = [], [], []
     for case in args.cases:
         name, size = case.split(":")
         measure("cnnshape", name, int(size), columns["warm"][1])  # fill the cache first
@@ -112,13 +118,15 @@ def main() -> None:
         }
         base = median["torchinfo"]["seconds"]
         cold, warm = median["cold"]["seconds"], median["warm"]["seconds"]
+        floor = median["floor"]["seconds"]
         if size == str(_default_size(name)):
             cold_ratios.append(cold / base)
             warm_ratios.append(warm / base)
+            floor_ratios.append(floor / base)
         print(
             f"| {name} @ {size} | {base:.2f} | {cold:.2f} | x{cold / base:.2f} | {warm:.2f} "
-            f"| x{warm / base:.2f} | {median['torchinfo']['peak_mb']:.0f} "
-            f"| {median['cold']['peak_mb']:.0f} |",
+            f"| x{warm / base:.2f} | {floor:.2f} | x{floor / base:.2f} "
+            f"| {median['torchinfo']['peak_mb']:.0f} | {median['cold']['peak_mb']:.0f} |",
             flush=True,
         )
     if cold_ratios:
@@ -126,7 +134,8 @@ def main() -> None:
             f"\nAt the default sizes ({len(cold_ratios)} models): cold / torchinfo median "
             f"x{statistics.median(cold_ratios):.2f}, max x{max(cold_ratios):.2f}; warm / "
             f"torchinfo median x{statistics.median(warm_ratios):.2f}, "
-            f"max x{max(warm_ratios):.2f}."
+            f"max x{max(warm_ratios):.2f}; import torch alone / torchinfo median "
+            f"x{statistics.median(floor_ratios):.2f}, max x{max(floor_ratios):.2f}."
         )
     print("Ratios are cnnshape / torchinfo: below 1 means cnnshape answers sooner.")
 
