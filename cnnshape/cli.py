@@ -371,6 +371,10 @@ def main(
 ) -> None:
     global _debug
     _debug = debug
+    # A command's process counts no triton kernel: spare it triton's import (flop_formulas).
+    from .inspect import flop_formulas
+
+    flop_formulas.skip_triton()
 
 
 class Source(str, Enum):

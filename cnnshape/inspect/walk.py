@@ -25,13 +25,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 from .._common import input_device_and_dtype, left_as_it_was
 from ..errors import CnnshapeError, WalkError
+from . import flop_formulas
 from .fields import Field, FieldTracker
 from .report import Report, Row, Shape
 from .shapes import ShapeRules
+
+flop_registry = flop_formulas.flop_registry()
 
 
 class _FlopCounter(TorchDispatchMode):
