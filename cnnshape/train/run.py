@@ -113,15 +113,15 @@ def plan_resume(run_dir: str | Path, settings: TrainSettings, out: str | None = 
     The folder is locked first (under torchrun, by rank 0), so no other process can write
     it between reading its checkpoint and training on."""
     path = checkpoint.resolve_path(run_dir)
-    folder = path.parent
-    if out is not None and Path(out).expanduser().resolve() != folder.resolve():
+    directory = path.parent
+    if out is not None and Path(out).expanduser().resolve() != directory.resolve():
         raise CnnshapeError(
-            f"--out cannot change when resuming: the run's folder is {folder}.",
+            f"--out cannot change when resuming: the run's folder is {directory}.",
             "Leave out --out; a resumed run writes to its own folder.",
         )
-    if not path.is_file() and not (folder / LOCK_FILE).exists():
+    if not path.is_file() and not (directory / LOCK_FILE).exists():
         checkpoint.load(path)  # says what is missing (a run that is starting has its lock)
-    locked = RunFolder.existing(folder) if distributed.is_main() else None
+    locked = RunFolder.existing(directory) if distributed.is_main() else None
     try:
         state = checkpoint.load(path)
         config = resume_config(TrainConfig.from_dict(state["config"]), settings)
@@ -135,7 +135,7 @@ def plan_resume(run_dir: str | Path, settings: TrainSettings, out: str | None = 
         if locked is not None:
             locked.release()
         raise
-    return Plan(config, folder, state=state, folder=locked)
+    return Plan(config, directory, state=state, folder=locked)
 
 
 def execute(
