@@ -33,9 +33,14 @@ def _seeded():
 
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored():
-    """A stopped training run leaves Ctrl-C and SIGTERM ignored for the rest of its process
-    (the CLI's process is on its way out); in the one test process, each test starts anew."""
+    """Each test starts with the handlers of a process started in a terminal (Ctrl-C raises
+    KeyboardInterrupt, SIGTERM ends it), whatever this test process inherited: a shell starts
+    a background job with Ctrl-C ignored. Afterwards the inherited ones come back; a stopped
+    training run leaves both ignored for the rest of its process (the CLI's is on its way
+    out), so without this one test's stop would leak into the next."""
     saved = {each: signal.getsignal(each) for each in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
     for each, handler in saved.items():
         signal.signal(each, handler)
