@@ -58,23 +58,24 @@ def torchrun(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Compl
     )
 
 
+def torchrun_train(cwd: Path, fashion_dir, model: str, *more: str, env: dict | None = None):
+    """`cnnshape train MODEL` on the tiny files into ``cwd/run``, with SETTINGS unless
+    ``more`` names its own batch size."""
+    settings = [] if "--batch-size" in more else SETTINGS
+    data = ["--data-dir", str(fashion_dir), "--out", "run"]
+    return torchrun(cwd, model, *data, *more, *settings, env=env)
+
+
 @pytest.fixture(scope="module")
 def two_ranks(fashion_dir, tmp_path_factory):
     """A 2-epoch run on two ranks; each rank dumps its final state and the files it wrote."""
     root = tmp_path_factory.mktemp("ddp")
     (root / "dump").mkdir()
-    result = torchrun(
+    result = torchrun_train(
         root / "work",
+        fashion_dir,
         "lenet",
-        "--data-dir",
-        str(fashion_dir),
-        "--out",
-        "run",
-        "--epochs",
-        "2",
-        "-f",
-        "json",
-        *SETTINGS,
+        *("--epochs", "2", "-f", "json"),
         env={"CNNSHAPE_TEST_DUMP": str(root / "dump")},
     )
     assert result.returncode == 0, result.stderr
@@ -121,17 +122,8 @@ def test_only_rank_0_prints_and_writes(two_ranks):
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_ends_the_run_non_zero_without_hanging(fashion_dir, tmp_path, how):
     started = time.monotonic()
-    result = torchrun(
-        tmp_path,
-        "lenet",
-        "--data-dir",
-        str(fashion_dir),
-        "--out",
-        "run",
-        "--epochs",
-        "2",
-        *SETTINGS,
-        env={"CNNSHAPE_TEST_FAIL": how},
+    result = torchrun_train(
+        tmp_path, fashion_dir, "lenet", "--epochs", "2", env={"CNNSHAPE_TEST_FAIL": how}
     )
     assert result.returncode != 0
     assert time.monotonic() - started < 60
@@ -143,17 +135,7 @@ def test_a_failing_rank_ends_the_run_non_zero_without_hanging(fashion_dir, tmp_p
 
 
 def test_a_distributed_resume_repeats_the_uninterrupted_run(two_ranks, fashion_dir, tmp_path):
-    first = torchrun(
-        tmp_path,
-        "lenet",
-        "--data-dir",
-        str(fashion_dir),
-        "--out",
-        "run",
-        "--epochs",
-        "1",
-        *SETTINGS,
-    )
+    first = torchrun_train(tmp_path, fashion_dir, "lenet", "--epochs", "1")
     assert first.returncode == 0, first.stderr
     resumed = torchrun(tmp_path, "--resume", "run", "--epochs", "2", "-f", "json")
     assert resumed.returncode == 0, resumed.stderr
@@ -183,16 +165,7 @@ def test_each_rank_takes_its_share_of_every_global_batch_once():
 
 
 def test_sync_bn_refuses_the_from_scratch_batchnorm_once(fashion_dir, tmp_path):
-    result = torchrun(
-        tmp_path,
-        "lenet-bn-scratch",
-        "--data-dir",
-        str(fashion_dir),
-        "--out",
-        "run",
-        "--sync-bn",
-        *SETTINGS,
-    )
+    result = torchrun_train(tmp_path, fashion_dir, "lenet-bn-scratch", "--sync-bn")
     assert result.returncode != 0
     assert result.stderr.count("--sync-bn cannot convert lenet-bn-scratch") == 1  # rank 0 only
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -201,19 +174,8 @@ def test_sync_bn_refuses_the_from_scratch_batchnorm_once(fashion_dir, tmp_path):
 def test_a_ranks_share_of_one_image_is_left_out_for_batchnorm(fashion_dir, tmp_path):
     # 200 images in batches of 99: the last batch of 2 gives each rank a single image, which
     # BatchNorm cannot normalize; one process trains on it, two leave that batch out.
-    result = torchrun(
-        tmp_path,
-        "lenet-bn",
-        "--data-dir",
-        str(fashion_dir),
-        "--out",
-        "run",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "99",
-        "--device",
-        "cpu",
+    result = torchrun_train(
+        tmp_path, fashion_dir, "lenet-bn", "--epochs", "1", "--batch-size", "99", "--device", "cpu"
     )
     assert result.returncode == 0, result.stderr
     assert "leaves out its last batch (2 images)" in result.stderr

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -421,18 +422,7 @@ def test_a_last_batch_of_one_image_is_left_out_for_batchnorm(fashion_dir, tmp_pa
     assert isinstance(starts[0], RunStart) and starts[0].left_out_per_epoch == 1
     assert result.history[0].images_per_sec > 0 and assert_consistent(tmp_path / "r") == 1
     # Without BatchNorm, every image is used: nothing to leave out.
-    plain = api.train(
-        TrainSettings(
-            "lenet",
-            epochs=1,
-            batch_size=100,
-            device="cpu",
-            data_dir=str(fashion_dir),
-            train_limit=201,
-        ),
-        starts.append,
-        out=tmp_path / "plain",
-    )
+    plain = api.train(replace(settings, model="lenet"), starts.append, out=tmp_path / "plain")
     assert [e for e in starts if isinstance(e, RunStart)][-1].left_out_per_epoch == 0
     assert plain.history
 
