@@ -2,7 +2,9 @@
 
 The commands that only print facts (`--help`, `list`) and a question the result cache
 already holds must not pay for torch; the baseline row is what every command that walks a
-model pays at least. Runs are interleaved; medians of the repeats.
+model pays at least. The last two rows import PyTorch's FLOP formulas as PyTorch does (with
+triton) and as the command line does (inspect/flop_formulas.py). Runs are interleaved;
+medians of the repeats.
 
     python benchmarks/startup.py            # 5 repeats
 """
@@ -25,6 +27,18 @@ CASES = {
     "cnnshape list": [sys.executable, "-m", "cnnshape", "list"],
     "cnnshape show resnet18 (cached)": [sys.executable, "-m", "cnnshape", "show", "resnet18"],
     "cnnshape show resnet18 (walked)": [sys.executable, "-m", "cnnshape", "show", "resnet18"],
+    # What inspect/flop_formulas.py spares a walk: the same formulas, with triton and without.
+    "import torch.utils.flop_counter (triton too)": [
+        sys.executable,
+        "-c",
+        "import torch.utils.flop_counter",
+    ],
+    "the same, as the CLI imports it (triton hidden)": [
+        sys.executable,
+        "-c",
+        "from cnnshape.inspect import flop_formulas; "
+        "flop_formulas.skip_triton(); flop_formulas.flop_registry()",
+    ],
 }
 
 
