@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,25 +119,79 @@ def launch_rank() -> int:
 # ---- files ------------------------------------------------------------------------------------
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Path], None], *, follow_symlinks: bool = True
+) -> None:
     """Call ``write(temporary_path)``, then move the result to ``path`` in one step.
+
+    Only a new path or a regular file is ever replaced: a device, a FIFO, a socket or a
+    folder at ``path`` is refused (`writable_target`), so ``--plot /dev/full`` is an error,
+    not a device turned into a PNG. A symlink to a regular file is followed, as editors do
+    (the link stays and its file is replaced), unless ``follow_symlinks`` is false: then a
+    symlink is refused too (the cache's entries are its own files, never links).
 
     The temporary file sits next to the target (same file system, so ``os.replace`` is atomic)
     under a unique name, and is removed whatever happens: a reader sees the old file or the
     new one, never half of one. The file and then its folder are flushed to the disk before
     and after the rename, so a power cut cannot leave a renamed file with missing contents.
+    A replaced file keeps its permission bits.
     """
-    path = Path(path)
+    path = writable_target(path, follow_symlinks=follow_symlinks)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(tmp)
         _fsync(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt included: never leave the half-written file
         tmp.unlink(missing_ok=True)
         raise
     with contextlib.suppress(OSError):  # some file systems cannot flush a folder; the file is
         _fsync(path.parent)
+
+
+def writable_target(path: str | os.PathLike, *, follow_symlinks: bool = True) -> Path:
+    """The file a write to ``path`` would replace: ``path`` itself, or where its symlink
+    points. Raises CnnshapeError when that is something other than a regular file or a new
+    path; checked before any work, so a command fails before it computes."""
+    if not os.fspath(path) or not Path(path).name:
+        raise CnnshapeError(f"{os.fspath(path)!r} is not a file name.", "Give a path to a file.")
+    path = Path(path)
+    try:
+        if follow_symlinks and path.is_symlink():
+            path = Path(os.path.realpath(path))
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise CnnshapeError(
+                f"Cannot write {path}: there is no folder {path.parent}.",
+                "Give a path in a folder that exists.",
+            ) from None
+        return path  # a new path
+    except OSError as err:  # a name too long, a part of the path that is a file, ...
+        raise CnnshapeError(
+            f"Cannot write {path}: {err.strerror or err}.", "Give another path."
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise CnnshapeError(
+            f"{path} is {_file_kind(mode)}, not a regular file: cnnshape writes only to a "
+            "new path or a regular file.",
+            "Give a path to a new or regular file.",
+        )
+    return path
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _fsync(path: Path) -> None:
@@ -145,7 +202,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-TEMPORARY_GLOB = ".*.tmp"  # what atomic_write's temporary files look like
+_TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
+
+
+def temporary_target(path: Path) -> str | None:
+    """The name of the file whose atomic_write left ``path`` behind (a kill -9 mid-write),
+    or None when ``path`` is not one of atomic_write's temporary files."""
+    match = _TEMPORARY_NAME.fullmatch(path.name)
+    return match["name"] if match else None
 
 
 # ---- pictures ---------------------------------------------------------------------------------
@@ -187,3 +251,30 @@ def megabytes(n: int) -> str:
 def byte_size(n: float) -> str:
     """1234567 -> '1.23 MB' (SI: KB = 10^3 bytes, MB = 10^6, GB = 10^9, TB = 10^12)."""
     return human(n, "B")
+
+
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "pb": 10**15,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "pib": 2**50,
+}
+
+
+def parse_bytes(text: str) -> int:
+    """'24GB' -> 24 * 10^9; '16GiB' -> 16 * 2^30; '1500000' -> bytes. ValueError says why not."""
+    match = re.fullmatch(r"\s*(\d{1,20}(?:\.\d{1,20})?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _BYTE_UNITS:
+        raise ValueError("give a number of bytes with a unit: 24GB, 16GiB, 512MB")
+    size = int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+    if size < 1:
+        raise ValueError("that is no memory at all")
+    return size

@@ -1,11 +1,14 @@
 """show --plot and compare --plot: valid PNG files of the documented pixel size."""
 
+import errno
+import os
 import struct
 import subprocess
 import sys
 
 import pytest
 from conftest import cli
+from matplotlib.figure import Figure
 
 import cnnshape
 from cnnshape._common import DPI
@@ -48,11 +51,23 @@ def test_compare_plot_is_a_png(tmp_path):
     assert png_size(path) == pixels(COMPARE_SIZE)
 
 
-def test_unwritable_picture_is_a_clean_error(tmp_path):
+def test_a_picture_path_in_no_folder_is_refused_before_the_walk(tmp_path):
     result = cli("show", "lenet", "--plot", str(tmp_path / "no" / "x.png"))
+    assert result.exit_code == 2 and "there is no folder" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_disk_that_fails_while_the_picture_is_written_is_a_clean_error(tmp_path, monkeypatch):
+    def full_disk(tmp):
+        tmp.write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", lambda self, tmp, **_: full_disk(tmp))
+    result = cli("show", "lenet", "--plot", str(tmp_path / "x.png"))
     assert result.exit_code == 1 and "Error: Cannot write the picture" in result.stderr
+    assert "No space left on device" in result.stderr
     assert "Hint:" in result.stderr and "Traceback" not in result.stderr
-    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.tmp"))
+    assert list(tmp_path.iterdir()) == []  # neither the picture nor its temporary file
 
 
 def test_show_without_plot_does_not_import_matplotlib():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -239,11 +240,18 @@ def _load(location: str) -> ModuleType:
     """A file path (anything ending in .py or with a slash) or an importable module name."""
     if location.endswith(".py") or "/" in location or "\\" in location:
         path = Path(location)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as err:  # a name too long for the file system, say
+            raise CnnshapeError(f"Cannot read {location}: {err.strerror or err}.") from None
+        if not found:
             raise CnnshapeError(
                 f"No file {location}.", "Give the path to a Python file, e.g. models/net.py:Net."
             )
-        spec = importlib.util.spec_from_file_location(f"_cnnshape_user_{path.stem}", path)
+        # Read as Python source whatever its suffix, as `python FILE` would.
+        name = f"_cnnshape_user_{path.stem}"
+        loader = importlib.machinery.SourceFileLoader(name, str(path))
+        spec = importlib.util.spec_from_file_location(name, path, loader=loader)
         module = importlib.util.module_from_spec(spec)
         with _imports_next_to(path):
             _run_user_import(lambda: spec.loader.exec_module(module), location)
