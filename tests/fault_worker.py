@@ -10,7 +10,9 @@ From the environment:
   temporary form before its rename, so a kill often lands inside a save;
 - CNNSHAPE_TEST_HOLD_AFTER=k: once k epochs are saved, every batch waits until the file
   CNNSHAPE_TEST_RELEASE names exists (forever, when it names none), so a test can signal or
-  kill a run that is surely still training, however slowly this machine starts processes.
+  kill a run that is surely still training, however slowly this machine starts processes;
+- CNNSHAPE_TEST_FILE_LIMIT_AFTER=k: once k epochs are saved, no file may grow past 64 KiB,
+  as under `ulimit -f 64` (POSIX only): the next save's writes fail with EFBIG.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ def hold_after(epochs: int, release: Path | None) -> None:
     cnnshape.train.data.to_input = held
 
 
+def limit_file_size_after(epochs: int) -> None:
+    import resource
+
+    saved = [0]
+    save_epoch = cnnshape.train.folder.RunFolder.save_epoch
+
+    def count(self, *args, **kwargs):
+        save_epoch(self, *args, **kwargs)
+        saved[0] += 1
+        if saved[0] == epochs:
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (65536, hard))
+
+    cnnshape.train.folder.RunFolder.save_epoch = count
+
+
 def slow_saves() -> None:
     fsync = cnnshape._common._fsync
 
@@ -75,4 +93,6 @@ if __name__ == "__main__":
     if "CNNSHAPE_TEST_HOLD_AFTER" in os.environ:
         release = os.environ.get("CNNSHAPE_TEST_RELEASE")
         hold_after(int(os.environ["CNNSHAPE_TEST_HOLD_AFTER"]), release and Path(release))
+    if "CNNSHAPE_TEST_FILE_LIMIT_AFTER" in os.environ:
+        limit_file_size_after(int(os.environ["CNNSHAPE_TEST_FILE_LIMIT_AFTER"]))
     app(prog_name="cnnshape")

@@ -105,6 +105,42 @@ def test_default_dir_without_network_says_where_to_put_files(tmp_path, monkeypat
     assert "--data-dir" in err.value.hint
 
 
+@pytest.mark.parametrize("existing", ["", "cache", "cache/FashionMNIST"])
+def test_a_failed_download_removes_the_folders_it_created_and_only_those(
+    tmp_path, monkeypatch, existing
+):
+    kept = tmp_path / existing
+    kept.mkdir(parents=True, exist_ok=True)
+    (kept / "mine.txt").write_text("keep me")
+    monkeypatch.setenv("CNNSHAPE_DATA", str(tmp_path / "cache"))
+
+    def cut_off(directory):  # as torchvision fails: its folders made, a file half-written
+        raw = directory / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b half")
+        raise OSError("Connection reset by peer")
+
+    monkeypatch.setattr(data, "_download", cut_off)
+    with pytest.raises(CnnshapeError, match="downloading them failed"):
+        data.fashion_mnist()
+    assert (kept / "mine.txt").read_text() == "keep me"
+    assert [p.name for p in kept.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize("where", ["file", "file/data"])
+def test_a_data_folder_that_is_a_file_says_so(tmp_path, monkeypatch, where):
+    (tmp_path / "file").write_text("not a folder")
+    path = tmp_path / where
+    is_a_file = "is a file, not a folder" if where == "file" else "lies under"
+    with pytest.raises(CnnshapeError, match=f"--data-dir {path} {is_a_file}"):
+        data.fashion_mnist(path)
+    monkeypatch.setenv("CNNSHAPE_DATA", str(path))
+    monkeypatch.setattr(data, "_download", lambda directory: pytest.fail("downloaded"))
+    with pytest.raises(CnnshapeError, match=f"CNNSHAPE_DATA {path} {is_a_file}") as err:
+        data.fashion_mnist()
+    assert "network" not in str(err.value) and "CNNSHAPE_DATA" in err.value.hint
+
+
 def test_default_dir_downloads_once_then_reads_the_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("CNNSHAPE_DATA", str(cache))

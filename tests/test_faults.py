@@ -41,10 +41,17 @@ def fashion_dir(tmp_path_factory):
 
 
 def start(
-    *args, batch_seconds=0.0, save_seconds=0.0, hold_after=None, release=None, cwd=None
+    *args,
+    batch_seconds=0.0,
+    save_seconds=0.0,
+    hold_after=None,
+    release=None,
+    file_limit_after=None,
+    cwd=None,
 ) -> subprocess.Popen:
-    """`cnnshape ARGS` in its own process, output captured; slowed down where asked, or held
-    once ``hold_after`` epochs are saved until the file ``release`` exists (tests/fault_worker.py).
+    """`cnnshape ARGS` in its own process, output captured; slowed down where asked, held
+    once ``hold_after`` epochs are saved until the file ``release`` exists, or under a file
+    size limit once ``file_limit_after`` epochs are saved (tests/fault_worker.py).
     """
     env = dict(
         os.environ,
@@ -56,6 +63,8 @@ def start(
         env["CNNSHAPE_TEST_HOLD_AFTER"] = str(hold_after)
     if release is not None:
         env["CNNSHAPE_TEST_RELEASE"] = str(release)
+    if file_limit_after is not None:
+        env["CNNSHAPE_TEST_FILE_LIMIT_AFTER"] = str(file_limit_after)
     return subprocess.Popen(
         [sys.executable, str(WORKER), *map(str, args)],
         cwd=cwd,
@@ -136,6 +145,36 @@ def test_a_run_killed_before_its_first_save_leaves_a_folder_a_new_run_may_take(
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
     again = cli(*train_args(fashion_dir, tmp_path / "r", 1))
     assert again.exit_code == 0, again.stderr
+
+
+def test_a_run_killed_in_its_first_save_leaves_a_folder_a_new_run_cleans_and_takes(
+    fashion_dir, tmp_path
+):
+    run = start(*train_args(fashion_dir, tmp_path / "r", 2), save_seconds=2)
+    wait_for(lambda: _writing("checkpoint.pt")(tmp_path / "r") or run.poll() is not None)
+    run.kill()
+    finish(run)
+    assert [p.name for p in (tmp_path / "r").glob(".checkpoint.pt.*.tmp")]  # left by the kill
+    again = cli(*train_args(fashion_dir, tmp_path / "r", 1))
+    assert again.exit_code == 0, again.stderr
+    assert f"Cleaned {tmp_path / 'r'}: removed 1 unfinished temporary file." in again.stderr
+    assert not list((tmp_path / "r").glob(".*.tmp"))
+    assert assert_consistent(tmp_path / "r") == 1
+
+
+def test_only_cnnshapes_own_temporary_files_count_as_its_own(fashion_dir, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    ours = [".checkpoint.pt.0123456789ab.tmp", ".config.json.ba9876543210.tmp"]
+    theirs = [".notes.tmp", ".checkpoint.pt.mine.tmp", ".model.pt.0123456789ab.tmp"]
+    for name in ours + theirs:
+        (out / name).write_text("x")
+    refused = assert_clean_error(cli(*train_args(fashion_dir, out, 1)), "is not empty")
+    assert ", ".join(sorted(theirs)) in refused.stderr
+    forced = cli(*train_args(fashion_dir, out, 1), "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert "removed 2 unfinished temporary files" in forced.stderr
+    assert sorted(p.name for p in out.glob(".*.tmp")) == sorted(theirs)  # kept
 
 
 def test_two_runs_racing_for_one_folder(fashion_dir, tmp_path):
@@ -368,30 +407,50 @@ def test_a_failing_disk_during_a_save_is_one_error_and_keeps_the_earlier_epoch(
     assert not list((tmp_path / "r").glob(".*.tmp"))
 
 
+def test_a_file_size_limit_during_a_save_is_one_error_and_keeps_the_earlier_epoch(
+    fashion_dir, tmp_path
+):
+    pytest.importorskip("resource")  # POSIX: `ulimit -f`, and writes past it fail with EFBIG
+    run = start(*train_args(fashion_dir, tmp_path / "r", 3), file_limit_after=1)
+    code, _, err = finish(run)
+    assert code == 1, err
+    assert f"Error: Cannot write {tmp_path / 'r' / 'checkpoint.pt'}: the file is larger " in err
+    assert "(ulimit -f)" in err and "internal error" not in err and "Traceback" not in err
+    assert assert_consistent(tmp_path / "r") == 1
+    assert not list((tmp_path / "r").glob(".*.tmp"))
+
+
 def test_a_full_disk_at_the_start_is_one_error(fashion_dir, tmp_path, monkeypatch):
     fail_when(monkeypatch, "config.json", errno.ENOSPC)
     assert_clean_error(cli(*train_args(fashion_dir, tmp_path / "r", 1)), "the disk is full")
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
-def test_a_real_full_write_surfaces_as_the_disk_error(tmp_path, monkeypatch):
-    # checkpoint.write goes through a Python file, so the OSError is not PyTorch's opaque
-    # "[enforce fail at inline_container.cc]".
+@pytest.mark.parametrize("free", [0, 3000])
+def test_a_real_full_write_surfaces_as_the_disk_error(tmp_path, monkeypatch, free):
+    # The OSError of the file's write, not PyTorch's opaque "[enforce fail at
+    # inline_container.cc] unexpected pos", also when the disk fills up half-way.
     real_open = open
 
     def full_open(path, mode="r", *args, **kwargs):
         handle = real_open(path, mode, *args, **kwargs)
         if "w" in mode and str(path).endswith(".tmp"):
+            write, left = handle.write, [free]
 
-            def no_space(data):
-                raise OSError(errno.ENOSPC, "No space left on device")
+            def until_full(data):
+                if len(data) > left[0]:
+                    write(bytes(data)[: left[0]])
+                    left[0] = 0
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                left[0] -= len(data)
+                return write(data)
 
-            handle.write = no_space
+            handle.write = until_full
         return handle
 
     monkeypatch.setattr("builtins.open", full_open)
     run_folder = folder.RunFolder(tmp_path)
-    model = torch.nn.Linear(2, 2)
+    model = torch.nn.Linear(40, 40)  # a checkpoint of 8 KB
     with pytest.raises(CnnshapeError, match="the disk is full"):
         run_folder.save_epoch(
             [],

@@ -263,11 +263,26 @@ def test_divergence_is_caught_at_epoch_end_without_progress_points():
         ({"dataset": "imagenet"}, "--dataset"),
         ({"train_limit": 0}, "--train-limit must be at least 1"),
         ({"test_limit": -2}, "--test-limit must be at least 1"),
+        ({"lr": 3.5e38}, "--lr must be a positive number a float32 holds"),
+        ({"lr": 1e-46}, "--lr must be a positive number a float32 holds"),
+        ({"epochs": 2**63}, r"--epochs must be at most 2\^63 - 1"),
+        ({"batch_size": 60_001}, "--batch-size must be at most 60,000"),
+        ({"train_limit": 2**63}, "--train-limit must be at most"),
+        ({"test_limit": 2**63}, "--test-limit must be at most"),
+        ({"seed": 2**64}, "--seed must be from"),
+        ({"seed": -(2**63) - 1}, "--seed must be from"),
     ],
 )
 def test_bad_options_are_clear_errors(settings, message):
     with pytest.raises(CnnshapeError, match=message):
         TrainSettings("lenet", **settings).resolve()
+
+
+def test_the_extremes_a_run_can_use_are_accepted():
+    extremes = {"epochs": 2**63 - 1, "batch_size": 60_000, "lr": 3.4e38, "seed": 2**64 - 1}
+    cfg = TrainSettings("lenet", device="cpu", **extremes).resolve()
+    assert {name: getattr(cfg, name) for name in extremes} == extremes
+    assert TrainSettings("lenet", device="cpu", seed=-(2**63)).resolve().seed == -(2**63)
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "tpu", "cuda:x"])

@@ -23,6 +23,7 @@ from ..errors import CnnshapeError
 FORMAT = "cnnshape-checkpoint/1"
 FILENAME = "checkpoint.pt"
 _REQUIRED = ("format", "model", "optimizer", "epoch", "config", "history")
+_MSDOS_FOLDER = 0x10  # FILE_ATTRIBUTE_DIRECTORY, in the low byte of a zip member's attributes
 
 
 def write(
@@ -37,9 +38,10 @@ def write(
 ) -> None:
     """Model, optimizer (and fp16 loss scaler), last finished epoch, config and history.
 
-    Through a Python file object, so a full disk is the OSError it is (torch.save to a path
-    reports it as an opaque RuntimeError from its C++ writer). ``folder.RunFolder`` makes
-    the write atomic.
+    A full disk or a file size limit (``ulimit -f``) is the OSError it is: torch.save's C++
+    writer turns the OSError of a Python file's write into an opaque RuntimeError ("[enforce
+    fail at inline_container.cc] unexpected pos"), so the file remembers it and it is raised
+    instead. ``folder.RunFolder`` makes the write atomic.
     """
     state = {
         "format": FORMAT,
@@ -52,7 +54,31 @@ def write(
         "versions": {"torch": str(torch.__version__)},  # str: TorchVersion would be a pickled class
     }
     with open(path, "wb") as f:
-        torch.save(state, f)
+        file = _WriteErrorKept(f)
+        try:
+            torch.save(state, file)
+        except RuntimeError:
+            if file.error is None:
+                raise
+            raise file.error from None
+
+
+class _WriteErrorKept:
+    """A file for torch.save that keeps the first OSError of its writes."""
+
+    def __init__(self, file):
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self._file.flush()
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -100,10 +126,20 @@ def _verify(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            folders = [i.filename for i in archive.infolist() if _marked_folder(i)]
+    except Exception as exc:  # zipfile and zlib raise a dozen kinds for a damaged archive
         raise _damaged(path, exc) from exc
     if bad is not None:
         raise _damaged(path, ValueError(f"{bad} fails its checksum"))
+    if folders:
+        raise _damaged(path, ValueError(f"{folders[0]} is marked as a folder"))
+
+
+def _marked_folder(member: zipfile.ZipInfo) -> bool:
+    """torch.load's reader skips a member marked as a folder (by its MS-DOS attribute too,
+    which zipfile ignores), leaving that tensor's memory as it found it: torch.save marks
+    none, so one flipped attribute bit would otherwise load garbage weights silently."""
+    return member.is_dir() or bool(member.external_attr & _MSDOS_FOLDER)
 
 
 def _unsupported_global(exc: Exception) -> str:

@@ -23,6 +23,7 @@ from ..registry import get_spec, is_reference
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("fashion-mnist", "synthetic")
+SPLIT_SIZES = (60_000, 10_000)  # Fashion-MNIST's training and test images
 
 
 @dataclass(frozen=True)
@@ -207,19 +208,44 @@ def _precision(asked: str | None, device: str) -> str:
     return default_precision(device) if asked in (None, "auto") else asked
 
 
+# Beyond these a run fails late (after its first epoch, or on a GPU only) with an error that
+# names no setting: an int64 counts epochs and images, torch.manual_seed takes these seeds,
+# and an lr a float32 cannot hold overflows SGD's step on the float32 weights. A batch holds
+# at most every training image: a larger one is the same batch, but CUDA's memory check
+# would build a batch of that size.
+_INT64_MAX = 2**63 - 1
+_LARGEST = {
+    "epochs": (_INT64_MAX, "2^63 - 1"),
+    "batch_size": (SPLIT_SIZES[0], f"{SPLIT_SIZES[0]:,} (the training images)"),
+    "train_limit": (_INT64_MAX, "2^63 - 1"),
+    "test_limit": (_INT64_MAX, "2^63 - 1"),
+}
+_SEEDS = (-(2**63), 2**64 - 1)
+_FLOAT32 = (1.401298464324817e-45, 3.4028234663852886e38)  # its smallest and largest > 0
+
+
 def _check_numbers(s: TrainSettings) -> None:
-    positive = {
+    counts = {
         "epochs": s.epochs,
         "batch_size": s.batch_size,
-        "size": s.size,
+        "size": s.size,  # how large a model can take, the walk of its layers says
         "train_limit": s.train_limit,
         "test_limit": s.test_limit,
     }
-    for name, value in positive.items():
+    for name, value in counts.items():
         _check(value is None or value >= 1, f"{flag(name)} must be at least 1, not {value}.")
+        largest, said = _LARGEST.get(name, (math.inf, ""))
+        _check(
+            value is None or value <= largest, f"{flag(name)} must be at most {said}, not {value}."
+        )
     _check(
-        s.lr is None or (math.isfinite(s.lr) and s.lr > 0),
-        f"--lr must be a positive number, not {s.lr}.",
+        s.lr is None or _FLOAT32[0] <= s.lr <= _FLOAT32[1],  # False for nan
+        f"--lr must be a positive number a float32 holds ({_FLOAT32[0]:.2g} to "
+        f"{_FLOAT32[1]:.2g}), not {s.lr}.",
+    )
+    _check(
+        s.seed is None or _SEEDS[0] <= s.seed <= _SEEDS[1],
+        f"--seed must be from -2^63 to 2^64 - 1 (what torch.manual_seed takes), not {s.seed}.",
     )
     _check(
         s.dataset is None or s.dataset in DATASETS,

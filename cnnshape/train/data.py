@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import shutil
 import sys
 import zlib
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CnnshapeError
-from .config import DATASETS
+from .config import DATASETS, SPLIT_SIZES
 
 CLASSES = (
     "T-shirt/top",
@@ -36,7 +37,6 @@ CLASSES = (
     "Ankle boot",
 )
 IMAGE_SIZE = 28
-SPLIT_SIZES = (60_000, 10_000)  # Fashion-MNIST's training and test images
 
 # (split, kind) -> the file name as Fashion-MNIST's own site and torchvision spell it.
 FILES = {
@@ -207,20 +207,53 @@ def _download(directory: Path) -> None:
             FashionMNIST(str(directory), train=train, download=True)
 
 
+def _download_or_tidy(directory: Path) -> None:
+    """Download into ``directory``; when that fails, no folder it created is left behind
+    (torchvision makes <directory>/FashionMNIST/raw/ first)."""
+    created = _outermost_missing(directory / "FashionMNIST" / "raw")
+    try:
+        _download(directory)
+    except Exception as exc:  # any failure (DNS, HTTP, disk) means the same thing to a user
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise _missing(directory, tried_download=True) from exc
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost folder on the way to ``path`` that does not exist yet (None: all do)."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    return missing[-1] if missing else None
+
+
+def _check_folder(directory: Path, named: str, hint: str) -> None:
+    """A data folder that is a file, or lies under one, is that: not missing data, and no
+    network's fault."""
+    for path in (directory, *directory.parents):
+        if path.exists() and not path.is_dir():
+            where = "is a file" if path == directory else f"lies under {path}, which is a file"
+            raise CnnshapeError(f"{named} {directory} {where}, not a folder.", hint)
+
+
 def locate(data_dir: str | os.PathLike | None) -> dict[tuple[str, str], Path]:
     """The four files: from ``data_dir`` as given, or from the cache, downloading when absent."""
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
+        _check_folder(
+            directory, "--data-dir", "Pass --data-dir the folder that holds the four files."
+        )
         found = find_files(directory)
         if found is None:
             raise _missing(directory, tried_download=False)
         return found
     directory = default_data_dir()
+    _check_folder(
+        directory,
+        "CNNSHAPE_DATA" if os.environ.get("CNNSHAPE_DATA") else "The cache folder",
+        "Set CNNSHAPE_DATA to a folder to download Fashion-MNIST into (or one that holds its "
+        "four files), or pass --data-dir.",
+    )
     if find_files(directory) is None:
-        try:
-            _download(directory)
-        except Exception as exc:  # any failure (DNS, HTTP, disk) means the same thing to a user
-            raise _missing(directory, tried_download=True) from exc
+        _download_or_tidy(directory)
     found = find_files(directory)
     if found is None:
         raise _missing(directory, tried_download=True)

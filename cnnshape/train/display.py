@@ -253,15 +253,15 @@ def batch_norm_view(result) -> View:
     )
 
 
-def eval_tables(result, show_batch_norm: bool) -> list:
+def eval_tables(result, show_batch_norm: bool, width: int | None = None) -> list:
     """The summary line, per-class accuracy, the confusion matrix and, on request, BatchNorm
-    gamma/beta, as rich renderables."""
+    gamma/beta, as rich renderables at most ``width`` wide (`views.table`)."""
     per_class = per_class_view(result)
     per_class.footer = []  # the summary line comes first instead
     views = [per_class, confusion_view(result)]
     if show_batch_norm:
         views.append(batch_norm_view(result))
-    return [Text(_eval_summary(result), style="bold"), *(table(v) for v in views)]
+    return [Text(_eval_summary(result), style="bold"), *(table(v, width) for v in views)]
 
 
 def _values(values: list[float], limit: int = 8) -> str:

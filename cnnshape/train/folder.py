@@ -17,8 +17,9 @@ What it guarantees:
   between the checkpoint and them). ``--resume`` rewrites them from the checkpoint, removes
   unfinished temporary files, and says so in one line.
 - **Nobody else's files.** A fresh run takes an empty or new folder, or a run folder of its
-  own that never saved an epoch; a folder that holds a run is left to ``--resume``, and one
-  with other files is refused (``--force`` takes it anyway).
+  own that never saved an epoch (removing the temporary files a kill left, and saying so);
+  a folder that holds a run is left to ``--resume``, and one with other files is refused
+  (``--force`` takes it anyway). Only cnnshape's own names count as its own.
 - **The disk's failures are named.** A full or read-only disk, or a path that is a file,
   is an Error naming the file and the cause; every earlier file is left as it was.
 """
@@ -31,12 +32,13 @@ import errno
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .._common import TEMPORARY_GLOB, atomic_write
+from .._common import atomic_write, temporary_target
 from ..errors import CnnshapeError
 from . import checkpoint
 from .curves import curves_figure
@@ -198,15 +200,19 @@ class RunFolder:
 
     # ---- repairing ---------------------------------------------------------------------
 
+    def clean(self) -> str | None:
+        """Remove what a run killed before its first save left in a fresh run's folder; a
+        line saying so, or None when there was nothing."""
+        removed = self._remove_temporaries()
+        return f"Cleaned {self.path}: {removed}." if removed else None
+
     def repair(self, history: list[EpochStats], title: str, epochs: int) -> str | None:
         """Make the folder what the checkpoint says, after a kill; a line saying what was
         done, or None when there was nothing to do."""
         done = []
-        stale = sorted(self.path.glob(TEMPORARY_GLOB))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        if stale:
-            done.append(f"removed {len(stale)} unfinished temporary file{'s' * (len(stale) > 1)}")
+        removed = self._remove_temporaries()
+        if removed:
+            done.append(removed)
         recorded = _read_metrics_or_none(self.path / METRICS_FILE)
         if recorded != history:
             if recorded is None:
@@ -219,17 +225,36 @@ class RunFolder:
             self._write_views(history, title, epochs)
         return f"Repaired {self.path}: {'; '.join(done)}." if done else None
 
+    def _remove_temporaries(self) -> str | None:
+        stale = sorted(p for p in self.path.iterdir() if _temporary(p))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        n = len(stale)
+        return f"removed {n} unfinished temporary file{'s' * (n > 1)}" if n else None
+
 
 def _ours(path: Path) -> bool:
     """What a fresh run may replace: the lock, temporary files and the config.json of a run
     that never saved an epoch (the checkpoint comes before every other view of a run)."""
-    if path.name == LOCK_FILE or path.match(TEMPORARY_GLOB):
+    if path.name == LOCK_FILE or _temporary(path):
         return True
-    if path.name == CONFIG_FILE:
+    if path.name == CONFIG_FILE and _regular_file(path):  # a FIFO would block the read
         with contextlib.suppress(OSError, ValueError):
             info = json.loads(path.read_text())
             return isinstance(info, dict) and {"config", "versions", "written"} <= set(info)
     return False
+
+
+def _regular_file(path: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return stat.S_ISREG(path.lstat().st_mode)
+    return False
+
+
+def _temporary(path: Path) -> bool:
+    """One of atomic_write's temporary files of a run's own files (a kill -9 mid-save left
+    it), e.g. .checkpoint.pt.0123456789ab.tmp; never another hidden .tmp file."""
+    return temporary_target(path) in RUN_FILES
 
 
 def _write_metrics(path: Path, history: list[EpochStats]) -> None:
@@ -259,6 +284,11 @@ def _read_metrics_or_none(path: Path) -> list[EpochStats] | None:
 _CAUSES = {
     errno.ENOSPC: ("the disk is full", "Free some space"),
     errno.EDQUOT: ("the disk quota is used up", "Free some space"),
+    # Python ignores SIGXFSZ, so a write past `ulimit -f` fails with EFBIG.
+    errno.EFBIG: (
+        "the file is larger than the size limit (ulimit -f) or the file system allows",
+        "Raise the limit (ulimit -f), or choose an --out on another disk",
+    ),
     errno.EROFS: ("the file system is read-only", "Choose an --out on a writable disk"),
     errno.EACCES: ("permission denied", "Choose an --out you can write to"),
     errno.EPERM: ("permission denied", "Choose an --out you can write to"),

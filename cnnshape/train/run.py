@@ -205,13 +205,15 @@ def _build(plan: Plan):
 
 
 def _claim(plan: Plan, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> None:
-    """``plan.folder``, locked: the resumed one (repaired) or a new one; config.json written."""
+    """``plan.folder``, locked: the resumed one (repaired) or a new one (cleaned of what a
+    run killed before its first save left); config.json written."""
     if plan.folder is not None:
-        repaired = plan.folder.repair(plan.history, _title(cfg), cfg.epochs)
-        if repaired:
-            plan.notes.append(repaired)
+        note = plan.folder.repair(plan.history, _title(cfg), cfg.epochs)
     else:
         plan.folder = RunFolder.new(plan.out, cfg.model, plan.force)
+        note = plan.folder.clean()
+    if note:
+        plan.notes.append(note)
     plan.folder.write_config(_config_info(cfg, dataset, model))
 
 

@@ -5,14 +5,20 @@ Without this, SIGTERM kills the process without a word, and a second Ctrl-C pres
 first one is handled (saving, printing the resume hint, exiting) breaks out of that with a
 traceback. With `stop_on_signals`, the first signal stops the run where it is; every later
 one is ignored for the rest of the process, which is on its way out.
+
+"First" is the order they arrived in: Python runs the handlers of signals that arrived during
+one stretch of C code (torch.save's writer, an fsync, a kernel) lowest number first, SIGINT
+before SIGTERM whatever their order, so the arrival order is read from the wakeup fd, which
+gets each signal's number as it arrives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .._common import launched
 
@@ -48,25 +54,53 @@ def _in_main_thread() -> bool:
 
 
 @contextlib.contextmanager
+def _arrivals() -> Iterator[Callable[[], int | None]]:
+    """While active, a function that says which of SIGINT and SIGTERM arrived first (None:
+    neither) since it was last asked."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def first() -> int | None:
+        with contextlib.suppress(BlockingIOError):
+            return next((n for n in reader.recv(4096) if n in STOP_SIGNALS), None)
+        return None
+
+    try:
+        yield first
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+
+
+def _ignore(signum, frame) -> None:
+    """Ignored, in Python: a signal that arrived with the first still waits for its handler,
+    and with SIG_IGN Python would print "Signal 15 ignored due to race condition"."""
+
+
+@contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """While active, SIGINT and SIGTERM raise `Stopped`; from the first on, both are ignored
     for the rest of the process. Not stopped, the previous handlers come back at the end."""
     if not _in_main_thread():
         yield
         return
+    with _arrivals() as first_arrived:
 
-    def stop(signum, frame):
-        for each in STOP_SIGNALS:
-            signal.signal(each, signal.SIG_IGN)
-        raise Stopped(signum)
+        def stop(signum, frame):
+            for each in STOP_SIGNALS:
+                signal.signal(each, _ignore)
+            raise Stopped(first_arrived() or signum)
 
-    previous = {each: signal.signal(each, stop) for each in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for each, handler in previous.items():
-            if signal.getsignal(each) is stop:
-                signal.signal(each, handler)
+        previous = {each: signal.signal(each, stop) for each in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for each, handler in previous.items():
+                if signal.getsignal(each) is stop:
+                    signal.signal(each, handler)
 
 
 @contextlib.contextmanager
@@ -77,14 +111,16 @@ def deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = {
-        each: signal.signal(each, lambda signum, frame: received.append(signum))
-        for each in STOP_SIGNALS
-    }
-    try:
-        yield
-    finally:
-        for each, handler in previous.items():
-            signal.signal(each, handler)
-    if received:
-        signal.raise_signal(received[0])
+    with _arrivals() as first_arrived:
+        previous = {
+            each: signal.signal(each, lambda signum, frame: received.append(signum))
+            for each in STOP_SIGNALS
+        }
+        try:
+            yield
+        finally:
+            for each, handler in previous.items():
+                signal.signal(each, handler)
+        first = (first_arrived() or received[0]) if received else None
+    if first:
+        signal.raise_signal(first)
