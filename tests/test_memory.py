@@ -12,11 +12,14 @@ Two checks per case:
     freed inside one op call, such as oneDNN's reorder buffers, which no tensor ever holds)
     give the same peak as the prediction, to the byte (64 bytes of slack for the 8-byte
     tensors CPU arithmetic makes of Python scalars);
-  * the allocator's raw peak, scratch included, is within 5% (+ 64 KiB) of the prediction.
+  * the allocator's raw peak, scratch included, is inside the bound the output states
+    (``memory.ERROR_BOUNDS``), at the threads this process runs: the same assertion on
+    every x86 CPU, whatever kernels its instruction set gets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -27,16 +30,17 @@ from torch import nn
 
 from cnnshape.inspect import allocator
 from cnnshape.inspect.memory import (
+    ERROR_BOUNDS,
+    BatchFit,
     _simulate,
     batch_law,
+    fit_batch,
     largest_batch,
     predict_step,
 )
 from cnnshape.registry import get_spec
 
 SCALAR_SLACK = 64  # bytes: Python scalars become 8-byte CPU tensors inside arithmetic
-ABSOLUTE_SLACK = 64 * 1024
-RELATIVE_TOLERANCE = 0.05
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -101,23 +105,14 @@ OPTIMIZERS += [
         ("momentum", "fp16"),
     ]
 ]
+# The book's from-scratch BatchNorm under autocast: float32 gradients of bf16 activations,
+# each reduced or cast back by the engine before the next one (validate_outputs).
+OPTIMIZERS.append(_registry_case("lenet-bn-scratch", 8, precision="bf16"))
 TORCHVISION = [
     Case(f"tv:{name}", (2, 3, 64, 64)) for name in ("resnet18", "mobilenet_v2", "densenet121")
 ]
 TORCHVISION.append(Case("tv:mobilenet_v2", (2, 3, 64, 64), "adam", "bf16"))
 ALL_CASES = REGISTRY + OPTIMIZERS + TORCHVISION
-
-# oneDNN convolutions work on blocked copies of their NCHW activations (channels padded to
-# 16 here), made and freed inside the op; where such copies sit on top of the step's peak,
-# the allocator's peak exceeds the prediction by more than 5%. Measured on this 2-core AVX-512
-# machine; the tensor-level check above holds exactly for these cases too.
-SCRATCH_ABOVE_5_PERCENT = {
-    "lenet-8x1x28x28-sgd-fp32": "oneDNN conv scratch (6 channels padded to 16): prediction "
-    "11.4% below the allocator peak (124 KB)",
-    "nin-2x1x224x224-sgd-fp32": "oneDNN conv scratch of NiN's first layer (96x54x54): "
-    "prediction 7.8% below the allocator peak (2.4 MB)",
-}
-
 
 # ---- the real step, measured by the allocator ---------------------------------------------------
 
@@ -156,23 +151,44 @@ def test_tensor_level_peak_is_exact(case):
         assert abs(p - m) <= SCALAR_SLACK, f"step {step + 1}: predicted {p:,}, allocator {m:,}"
 
 
-def _within_tolerance_cases() -> list:
-    cases = []
-    for case in ALL_CASES:
-        reason = SCRATCH_ABOVE_5_PERCENT.get(str(case))
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        cases.append(pytest.param(case, marks=marks, id=str(case)))
-    return cases
-
-
-@pytest.mark.parametrize("case", _within_tolerance_cases())
-def test_peak_within_5_percent_of_the_allocator(case):
-    predicted = [step.peak for step in predict(case).steps]
-    measured = [m.peak for m in measure(case)]
-    for step, (p, m) in enumerate(zip(predicted, measured, strict=True)):
-        assert abs(p - m) <= RELATIVE_TOLERANCE * m + ABSOLUTE_SLACK, (
-            f"step {step + 1}: predicted {p:,}, allocator {m:,} ({p / m - 1:+.1%})"
+def _assert_inside_the_bound(case: Case, measured: tuple[allocator.Measured, ...]) -> None:
+    bound, threads = ERROR_BOUNDS["cpu"], torch.get_num_threads()
+    for step, (record, m) in enumerate(zip(predict(case).steps, measured, strict=True)):
+        low, high = bound.allocator_range(record.peak, case.precision, threads)
+        assert low <= m.peak <= high, (
+            f"step {step + 1}: predicted {record.peak:,}, allocator {m.peak:,} "
+            f"({m.peak / record.peak - 1:+.1%}), bound {low:,}-{high:,} at {threads} threads"
         )
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=str)
+def test_peak_inside_the_stated_bound(case):
+    _assert_inside_the_bound(case, measure(case))
+
+
+@contextlib.contextmanager
+def _threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# Kernels size their per-thread buffers by torch's thread count, not by the cores: at 16
+# threads (a common server's) the tiny cases get the most scratch next to their peak (bf16
+# LeNet-BN +64% on a 2-core AMD EPYC, against 0% at its 2 threads), which only the bound's
+# per-thread part covers.
+@pytest.mark.parametrize(
+    "case", [_registry_case("lenet-bn", 8, precision="bf16"), _registry_case("lenet", 8)], ids=str
+)
+def test_bound_holds_with_the_threads_of_a_server(case):
+    with _threads(16):
+        measured = allocator.measure_cpu(
+            case.build, case.input_shape, case.optimizer, case.precision
+        )
+        _assert_inside_the_bound(case, tuple(measured))
 
 
 # ---- the result's structure ---------------------------------------------------------------------
@@ -288,6 +304,27 @@ def test_largest_batch_is_the_edge(device):
     batch = largest_batch(model, (1, 28, 28), budget, device=device)
     assert predict_step(model, (batch, 1, 28, 28), device=device).peak <= budget
     assert predict_step(model, (batch + 1, 1, 28, 28), device=device).peak > budget
+
+
+def test_largest_batch_is_found_past_a_million_images():
+    with torch.device("meta"):
+        model = get_spec("lenet").build()
+    budget = 141 * 10**9  # about 2.4 million LeNet images (60 KB each): past 2^20
+    found = fit_batch(model, (1, 28, 28), budget)
+    assert found.batch > 2**20 and not found.capped
+    assert predict_step(model, (found.batch, 1, 28, 28)).peak <= budget
+    assert predict_step(model, (found.batch + 1, 1, 28, 28)).peak > budget
+
+
+def test_a_budget_past_int64_bytes_is_searched_as_the_cap_and_says_so():
+    with torch.device("meta"):
+        model = get_spec("lenet").build()
+    cap = 2**63 - 1  # torch counts bytes in int64
+    found = fit_batch(model, (1, 28, 28), 10**30)
+    assert found.capped and found.batch > 2**40
+    assert predict_step(model, (found.batch, 1, 28, 28)).peak <= cap
+    assert predict_step(model, (found.batch + 1, 1, 28, 28)).peak > cap
+    assert fit_batch(model, (1, 28, 28), cap) == BatchFit(found.batch, capped=False)
 
 
 def test_largest_batch_is_zero_when_nothing_fits():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import allocator, memory
@@ -26,8 +27,24 @@ class MemoryReport:
     budget_bytes: int | None = None  # --fit, or a CUDA device's total memory
     budget_source: str | None = None
     largest_batch: int | None = None  # the largest batch whose exact peak fits the budget
+    # Set when the budget was over what int64 counts and searched as this: more may fit.
+    budget_cap: int | None = None
     curve: list[tuple[int, int]] = field(default_factory=list)  # (batch, exact peak), --plot
     measured: allocator.Measured | None = None  # the real step's, on the CPU (--measure)
+    # torch's CPU threads in this process, which cnnshape train uses: the bound counts them.
+    threads: int = field(default_factory=torch.get_num_threads)
+
+    @property
+    def bound(self) -> memory.Bound | None:
+        """How far the allocator's peak may be from the prediction on this kind of device."""
+        return memory.ERROR_BOUNDS.get(torch.device(self.step.device).type)
+
+    @property
+    def allocator_range(self) -> tuple[int, int] | None:
+        """The allocator peaks the bound allows for this step; None where it is unmeasured."""
+        if self.bound is None:
+            return None
+        return self.bound.allocator_range(self.step.peak, self.step.precision, self.threads)
 
     @property
     def input_shape(self) -> list[int]:
@@ -56,14 +73,35 @@ class MemoryReport:
                 "budget_bytes": self.budget_bytes,
                 "budget_source": self.budget_source,
                 "largest_batch": self.largest_batch,
+                "budget_capped_at": self.budget_cap,
             },
+            "bound": self._bound_dict(),
             "curve": [{"batch": b, "peak_bytes": peak} for b, peak in self.curve] or None,
-            "measured": None
-            if self.measured is None
-            else {
-                "peak_bytes": self.measured.peak,
-                "tensor_peak_bytes": self.measured.tensor_peak,
-            },
+            "measured": self._measured_dict(),
+        }
+
+    def _bound_dict(self) -> dict[str, Any] | None:
+        """The rule, the same on every machine; what it allows here is in ``measured``."""
+        if self.bound is None:
+            return None
+        above = self.bound.above
+        return {
+            "above_fraction": None if above is None else above[self.step.precision],
+            "per_thread_bytes": self.bound.per_thread_bytes,
+            "below_bytes": self.bound.below_bytes,
+            "basis": self.bound.basis,
+        }
+
+    def _measured_dict(self) -> dict[str, Any] | None:
+        if self.measured is None:
+            return None
+        low, high = self.allocator_range
+        return {
+            "peak_bytes": self.measured.peak,
+            "tensor_peak_bytes": self.measured.tensor_peak,
+            "threads": self.threads,
+            "bound_low_bytes": low,
+            "bound_high_bytes": high,
         }
 
 
@@ -88,9 +126,11 @@ def memory_report(
     fixed, per_image = memory.batch_law(model, image, **options)
     report = MemoryReport(name, step, fixed, per_image, resident, budget, budget_source)
     if budget is not None:
-        report.largest_batch = memory.largest_batch(
+        found = memory.fit_batch(
             model, image, budget - (resident or 0), law=(fixed, per_image), **options
         )
+        report.largest_batch = found.batch
+        report.budget_cap = memory.BUDGET_CAP if found.capped else None
     if curve:
         report.curve = _curve(model, image, input_shape[0], report.largest_batch, options)
     return report
@@ -103,4 +143,5 @@ def _curve(model, image, batch, largest, options) -> list[tuple[int, int]]:
     batches = sorted(
         {2, batch, *([largest] if largest else []), *(2 + (top - 2) * k // 8 for k in range(1, 9))}
     )
-    return [(b, memory.predict_step(model, (b, *image), **options).peak) for b in batches]
+    peaks = [(b, memory.representable_peak(model, (b, *image), **options)) for b in batches]
+    return [(b, peak) for b, peak in peaks if peak is not None]  # past int64: not drawn

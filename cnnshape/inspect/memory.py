@@ -29,14 +29,12 @@ What is modelled (it is the real code running, only on fake tensors):
   * CUDA only: the caching allocator rounds every block up to a multiple of 512 bytes
     (``max_memory_allocated`` counts those blocks).
 
-What is not modelled, and how large it is where it was measured (benchmarks/
-memory_vs_allocator.py on a 2-core AVX-512 CPU; memory_gpu.py is the CUDA counterpart):
-  * scratch memory a kernel allocates and frees inside one op. On CPU, oneDNN runs NCHW
-    convolutions on blocked copies of their inputs, weights and outputs (channels padded to
-    16): with those left out, the allocator's peak equals the prediction to the byte for all
-    ten registry models at their seed recipes; with them, it is 0-3% higher, 6.6% for NiN
-    (96 channels at 54x54 in its first layer) and 17% for LeNet (6 channels padded to 16).
-    On CUDA: cuDNN's and cuBLAS's workspaces (cuBLAS keeps its own for the whole process);
+What is not modelled (benchmarks/RESULTS.md has the measured sizes, with their machines):
+  * scratch memory a kernel allocates and frees inside one op: on the CPU oneDNN's blocked
+    copies and per-thread buffers, or im2col's columns; it depends on the CPU's instruction
+    set and the thread count, which fake tensors cannot see, so ``ERROR_BOUNDS`` bounds it
+    instead (with it left out, the allocator's peak equals the prediction to the byte). On
+    CUDA: cuDNN's and cuBLAS's workspaces (cuBLAS keeps its own for the whole process);
   * the CUDA caching allocator beyond the 512-byte rounding: a cached block reused for a
     smaller request is counted whole when the remainder is too small to split (<= 1 MiB),
     and memory *reserved* by the allocator (``nvidia-smi``, OOM decisions) exceeds what is
@@ -46,8 +44,8 @@ memory_vs_allocator.py on a 2-core AVX-512 CPU; memory_gpu.py is the CUDA counte
     allocations to 64 bytes; allocator-level measurements count requested bytes, as this
     prediction does);
   * what ``cnnshape train`` keeps on the device besides the step: the dataset (Fashion-MNIST
-    is about 56 MB as uint8), the per-batch metrics, and the next batch, made while the
-    previous one is still referenced (one more input batch, at a moment when no activation
+    is 55.44 MB: uint8 images, int64 labels), the per-batch metrics, and the next batch, made
+    while the previous one is still referenced (one more input batch, at a moment when no activation
     is alive); ``torch.compile`` is not modelled;
   * Python scalars in CPU arithmetic become 8-byte CPU tensors for the length of one op;
   * cuDNN batch norm's reserve space (taken as zero bytes, as torch's meta kernel does);
@@ -139,6 +137,60 @@ class StepMemory:
         return values
 
 
+# ---- how far the allocator's own peak can be from a prediction ----------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Where the allocator's peak lies around a prediction on one kind of device: from
+    ``below_bytes`` under it to max(``above`` x prediction, ``per_thread_bytes`` x CPU threads)
+    over it. ``above`` None: not measured, no range is claimed."""
+
+    above: dict[str, float] | None  # by precision: the fraction of the prediction scratch adds
+    per_thread_bytes: int
+    below_bytes: int  # what the prediction may exceed it by (Python scalars' 8-byte tensors)
+    basis: str  # what the numbers rest on, for the output
+
+    def allocator_range(self, peak: int, precision: str, threads: int) -> tuple[int, int] | None:
+        """(lowest, highest) allocator peak this bound allows for a predicted ``peak``."""
+        if self.above is None:
+            return None
+        over = max(math.ceil(self.above[precision] * peak), self.per_thread_bytes * threads)
+        return peak - self.below_bytes, peak + over
+
+
+# On the CPU the prediction is exact at the tensor level (tests/test_memory.py): what it
+# leaves out is scratch, which a kernel allocates and frees inside one op, so the allocator's
+# peak is the prediction plus the scratch of the one op running at that moment. Which kernel
+# runs, and so its scratch, is decided inside the real op by the CPU's instruction set
+# (oneDNN's AVX2, AVX-512, AVX-512-BF16 or AMX kernels; im2col where torch has no oneDNN
+# kernel for bf16/fp16 on that CPU) and by the thread count: fake tensors cannot know it, so
+# it is bounded, not predicted. It has two parts:
+#   * copies of the op's operands, which grow with the batch: oneDNN's blocked layouts pad
+#     channels to 8 or 16 (2.7x for LeNet's 6), im2col copies the input once per kernel
+#     position, bf16 converted to float32 doubles. ``above``: 35% and 100%, where 2 threads
+#     measured at most +21% for fp32 (LeNet at batch 256) and +58% for fp16/bf16 (the same
+#     on im2col);
+#   * per-thread buffers, which grow with the threads: GEMM panels packed to fit a core's L2
+#     cache, each thread's own partial weight gradient. ``per_thread_bytes``: 512 KiB, half
+#     of a 1 MiB L2, where the most measured is 295 KB a thread (MobileNetV2 at 128 threads:
+#     +92% in bf16, +59% in fp32), and 107 KB in all for the bf16 LeNet-BN at batch 8 on an
+#     AMX Xeon (+17%).
+# Measured (benchmarks/RESULTS.md) on one AMD EPYC with oneDNN held to AVX2, AVX-512 and
+# AVX-512-BF16 (ONEDNN_MAX_CPU_ISA), at 1-128 threads; more threads are not measured. CUDA
+# (cuDNN and cuBLAS workspaces, the caching allocator's fragmentation) is not measured yet:
+# benchmarks/memory_gpu.py is the measurement.
+ERROR_BOUNDS: dict[str, Bound] = {
+    "cpu": Bound(
+        {"fp32": 0.35, "bf16": 1.0, "fp16": 1.0},
+        512 * 1024,
+        64,
+        "measured on x86 AVX2 to AVX-512-BF16 at 1-128 threads, AMX from one report",
+    ),
+    "cuda": Bound(None, 0, 0, "not measured yet: cuDNN/cuBLAS workspaces and fragmentation"),
+}
+
+
 # ---- the public functions -----------------------------------------------------------------------
 
 
@@ -177,7 +229,7 @@ def batch_law(
 
     ``input_shape`` is one image's (channels, height, width). The peak is affine in the batch
     size apart from small effects (allocator rounding, per-batch scalars), so
-    ``fixed + per_image * batch`` is a good estimate; ``largest_batch`` checks it exactly.
+    ``fixed + per_image * batch`` is a good estimate; ``fit_batch`` checks it exactly.
     """
     small, large = batches
     if not 1 <= small < large:
@@ -188,55 +240,107 @@ def batch_law(
     return peak_small - per_image * small, per_image
 
 
-def largest_batch(
+# Torch counts sizes and bytes in int64: no tensor, and no device, holds more bytes than this.
+BUDGET_CAP = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class BatchFit:
+    """The largest batch under a budget, and whether the budget had to be capped."""
+
+    batch: int  # the largest batch whose exact predicted peak fits; 0 when not even one does
+    capped: bool  # the budget was over BUDGET_CAP and searched as BUDGET_CAP: more may fit
+
+
+def fit_batch(
     model: nn.Module,
     input_shape: tuple[int, ...],
     budget_bytes: int,
     *,
-    limit: int = 1 << 20,
     law: tuple[int, int] | None = None,
     **options,
-) -> int:
+) -> BatchFit:
     """The largest batch whose exact predicted steady-state peak fits in ``budget_bytes``.
 
-    0 when not even one image fits; at most ``limit``. ``input_shape`` is one image's
-    (channels, height, width). The linear law gives the first guess; exact predictions then
-    step away from it (1, 2, 4, ... images) until the answer is bracketed, and bisect. A
-    prediction costs the same whatever the batch, and the law is nearly exact, so this takes
-    a handful of predictions. ``law``: the `batch_law` when the caller has it already.
+    ``input_shape`` is one image's (channels, height, width). The linear law gives the first
+    guess; exact predictions then step away from it (1, 2, 4, ... images) until the answer is
+    bracketed, and bisect. A prediction costs the same whatever the batch and the law is nearly
+    exact, so this takes a handful of predictions at any budget. A budget over ``BUDGET_CAP``
+    is searched as ``BUDGET_CAP`` and the answer says so. ``law``: the `batch_law` when the
+    caller has it already.
     """
-    peaks: dict[int, int] = {}
+    capped = budget_bytes > BUDGET_CAP
+    budget = min(budget_bytes, BUDGET_CAP)
+    peaks: dict[int, int | None] = {}
+
+    def peak_of(batch: int) -> int | None:
+        if batch not in peaks:
+            peaks[batch] = representable_peak(model, (batch, *input_shape), **options)
+        return peaks[batch]
 
     def fits(batch: int) -> bool:
-        if batch not in peaks:
-            peaks[batch] = predict_step(model, (batch, *input_shape), **options).peak
-        return peaks[batch] <= budget_bytes
+        peak = peak_of(batch)
+        return peak is not None and peak <= budget
 
-    fixed, per_image = law or batch_law(model, input_shape, **options)
-    guess = limit if per_image == 0 else (budget_bytes - fixed) // per_image
-    guess = min(max(guess, 1), limit)
-    low, high = 0, limit + 1  # fits(low) (0 fits by definition), not fits(high)
-    step = 1
-    if fits(guess):
-        low = guess
-        while low < limit:
-            probe = min(low + step, limit)
-            if not fits(probe):
-                high = probe
-                break
-            low, step = probe, step * 2
-    else:
-        high = guess
-        while high > 1:
-            probe = max(high - step, 1)
-            if fits(probe):
-                low = probe
-                break
-            high, step = probe, step * 2
+    law = law or batch_law(model, input_shape, **options)
+    low, high = _bracket(fits, _guess(peak_of, budget, law))
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
-    return low
+    return BatchFit(low, capped)
+
+
+def _guess(peak_of, budget: int, law: tuple[int, int]) -> int:
+    """The law's batch for ``budget``, then two secant steps on exact peaks: the law's slope,
+    from batches 8 and 16, can be a few percent off the slope at millions of images."""
+    fixed, per_image = law
+    known = (16, fixed + 16 * per_image)  # the law at its larger batch
+    # The input alone takes 4 bytes per element of every image, so within an int64 budget
+    # every guess (and every probe around it) stays far from int64's limit on a batch size.
+    guess = max((budget - fixed) // max(per_image, 1), 1)
+    for _ in range(2):
+        peak = peak_of(guess)
+        if peak is None or guess == known[0] or peak == known[1]:
+            break
+        slope = (peak - known[1]) / (guess - known[0])
+        known, guess = (guess, peak), max(guess + int((budget - peak) / slope), 1)
+    return guess
+
+
+def _bracket(fits, guess: int) -> tuple[int, int]:
+    """(low, high) with ``fits(low)`` (0 fits by definition) and not ``fits(high)``, from
+    exact steps of 1, 2, 4, ... images away from the guess."""
+    step = 1
+    if fits(guess):
+        low = guess
+        while fits(low + step):
+            low, step = low + step, step * 2
+        return low, low + step
+    high = guess
+    while high > 1:
+        probe = max(high - step, 1)
+        if fits(probe):
+            return probe, high
+        high, step = probe, step * 2
+    return 0, 1
+
+
+def largest_batch(
+    model: nn.Module, input_shape: tuple[int, ...], budget_bytes: int, **options
+) -> int:
+    """`fit_batch`'s batch alone (a budget a device can have is far below the cap)."""
+    return fit_batch(model, input_shape, budget_bytes, **options).batch
+
+
+def representable_peak(model: nn.Module, input_shape: tuple[int, ...], **options) -> int | None:
+    """`predict_step`'s peak, or None where one of the step's tensors would hold more than
+    int64 bytes: torch refuses to make it, and such a step fits no budget up to the cap."""
+    try:
+        return predict_step(model, input_shape, **options).peak
+    except RuntimeError as err:
+        if "Storage size calculation overflowed" not in str(err):  # c10's computeStorageNbytes
+            raise
+        return None
 
 
 # ---- one simulated run of several steps ---------------------------------------------------------
@@ -783,10 +887,11 @@ class _Backward:
         outputs = node(*grads)
         if not isinstance(outputs, tuple):
             outputs = (outputs,)
-        outputs = [
-            self._validate(grad, edge)
-            for grad, edge in zip(outputs, node.next_functions, strict=False)
-        ]
+        # validate_outputs replaces each gradient in its vector: a gradient reduced to its
+        # input's shape, or cast to its dtype, dies before the next one is validated.
+        outputs = list(outputs[: len(node.next_functions)])
+        for slot, edge in enumerate(node.next_functions[: len(outputs)]):
+            outputs[slot] = self._validate(outputs[slot], edge)
         del grads  # the engine's input buffer dies when the call returns
         for box in self.saved_by.pop(node, ()):
             box.tensor = None  # release_variables(): this node's saved tensors go

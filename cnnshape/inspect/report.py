@@ -19,9 +19,9 @@ COUNTING_CONVENTION = (
     "Not counted: biases, BatchNorm, activations, pooling, additions and concatenation."
 )
 MEMORY_CONVENTION = (
-    "Parameter memory: bytes of all parameters. Activation memory: bytes of every leaf "
-    "layer's output for one forward pass at this batch size (roughly what training keeps "
-    "for the backward pass)."
+    "Parameter memory: bytes of all parameters. Activation memory: the sum of every leaf "
+    "layer's output tensor bytes at this batch size, not what training keeps (show --memory "
+    "and cnnshape memory predict that)."
 )
 
 FIELD_NOTE = (
