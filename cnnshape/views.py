@@ -9,8 +9,10 @@ renders every view the same way. Both paths build their tables this way.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,8 @@ from enum import Enum
 from typing import Any
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -37,6 +40,16 @@ class Column:
     text: Callable[[Any], str] | None = None  # what a person reads; default: str(value)
     numeric: bool = False  # right-aligned
     option: str | None = None  # shown only with that option ("rf", "time")
+    # To fit a narrow terminal, columns are left out from the highest value down (with a
+    # note saying which); 0: always shown.
+    dispensable: int = 0
+    # Whether a narrow terminal may wrap it: names, shapes and sentences; not figures (3x3,
+    # 148,230). Default: all but numeric columns.
+    breakable: bool | None = None
+
+    @property
+    def breaks(self) -> bool:
+        return not self.numeric if self.breakable is None else self.breakable
 
     def cell(self, item) -> str:
         if self.text is not None:
@@ -82,20 +95,76 @@ def choose(columns: Sequence[Column], **options: bool) -> list[Column]:
 # ---- formats ----------------------------------------------------------------------------------
 
 
-def table(view: View):
-    t = Table(title=view.title, box=box.SIMPLE_HEAD, title_justify="left")
-    for column in view.columns:
-        t.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=True)
-    for row in view.cells():
+def table(view: View, width: int | None = None):
+    """The view as a rich table, at most ``width`` characters wide (None: its natural width).
+
+    A figure is never cut. Too wide a table first leaves out its dispensable columns (the
+    footer says which), then wraps its breakable columns (names, shapes, sentences), and only
+    when even that cannot fit folds figures onto more lines."""
+    columns, cells = list(view.columns), view.cells()
+    left_out: list[str] = []
+    while width is not None and _width(columns, cells) > width:
+        dispensable = [c for c in columns if c.dispensable]
+        if not dispensable:
+            break
+        dropped = max(dispensable, key=lambda c: c.dispensable)
+        index = columns.index(dropped)
+        columns.pop(index)
+        cells = [row[:index] + row[index + 1 :] for row in cells]
+        left_out.append(dropped.header)
+    fits = width is None or _width(columns, cells) <= width
+    breakable = [c for c in columns if c.breaks]
+    figures = [c for c in columns if not c.breaks]
+    fold_figures = not fits and (
+        _width(figures, [[row[columns.index(c)] for c in figures] for row in cells])
+        + len(breakable) * (_NARROWEST_TEXT + 3)
+        > width
+    )
+    footer = list(view.footer)
+    if left_out:
+        footer.append(
+            Note(
+                f"Left out to fit {width} columns: {', '.join(left_out)} (a wider terminal, or "
+                "--format csv, json or markdown, shows every column)."
+            )
+        )
+    lines = [Text(line, style="dim" if isinstance(line, Note) else "") for line in footer]
+    wraps = {c.header: (c.breaks and not fits) or fold_figures for c in columns}
+    return Group(_rich_table(view.title, columns, cells, wraps), *lines)
+
+
+_NARROWEST_TEXT = 5  # a wrapped name or shape column keeps at least this many characters
+
+
+def _rich_table(title: str | None, columns: list[Column], cells, wraps: dict[str, bool]) -> Table:
+    t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for column in columns:
+        t.add_column(
+            column.header,
+            justify="right" if column.numeric else "left",
+            no_wrap=not wraps.get(column.header, False),
+            overflow="fold",  # never an ellipsis: a cell too long for its column goes on
+        )
+    for row in cells:
         t.add_row(*row)
-    lines = [Text(line, style="dim" if isinstance(line, Note) else "") for line in view.footer]
-    return Group(t, *lines)
+    return t
+
+
+@functools.cache
+def _measuring_console() -> Console:
+    return Console(width=10**6)
+
+
+def _width(columns: list[Column], cells: list[list[str]]) -> int:
+    """The natural width of a table of these columns, as rich lays it out."""
+    console = _measuring_console()
+    return Measurement.get(console, console.options, _rich_table(None, columns, cells, {})).maximum
 
 
 def to_string(view: View, fmt: Format) -> str:
     """JSON, CSV or Markdown as text (the table format goes through rich, see `table`)."""
     if fmt is Format.json:
-        return _compact_number_lists(json.dumps(view.data, indent=2))
+        return json_text(view.data)
     if fmt is Format.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -115,6 +184,22 @@ def to_string(view: View, fmt: Format) -> str:
         ]
         return "\n".join(lines + [""] + view.footer)
     raise ValueError(f"{fmt} is rendered by rich, not as a string")
+
+
+def json_text(data: Any) -> str:
+    """The one JSON writer of every command: indented, shapes and rows of numbers on one line,
+    and valid JSON always: a number that is not finite (a diverged loss) is null."""
+    return _compact_number_lists(json.dumps(_finite(data), indent=2, allow_nan=False, default=str))
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 def _compact_number_lists(text: str) -> str:

@@ -8,6 +8,7 @@ Adding a column is one entry in a column list.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
@@ -31,7 +32,15 @@ def window(v) -> str:
 
 
 def ratio(r: float | None) -> str:
-    return "" if r is None else f"x{r:.3g}"
+    """x0.28, x12.3, x2,250: three significant digits, never an exponent; '–' where there
+    is nothing to divide by (the first model has no parameters)."""
+    if r is None:
+        return "–"
+    if r <= 0:
+        return "x0"
+    decimals = max(0, 2 - math.floor(math.log10(r)))
+    text = f"{r:,.{decimals}f}"
+    return "x" + (text.rstrip("0").rstrip(".") if "." in text else text)
 
 
 def milliseconds(t: float | None) -> str:
@@ -42,20 +51,32 @@ def size_range(lo: int, hi: int) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+def _window_column(header: str, attribute: str, **options) -> Column:
+    """A kernel, stride, padding, field or jump (3x3): a figure, never wrapped."""
+    return Column(
+        header,
+        lambda r: getattr(r, attribute),
+        lambda r: window(getattr(r, attribute)),
+        breakable=False,
+        **options,
+    )
+
+
 # ---- show -------------------------------------------------------------------------------------
 
 LAYER_COLUMNS: tuple[Column, ...] = (
     Column("Layer", lambda r: r.name, lambda r: "  " * (r.depth - 1) + r.name),  # a tree
-    Column("Type", lambda r: r.type),
+    Column("Type", lambda r: r.type, dispensable=1),
     Column("Output shape", lambda r: r.output_shape, lambda r: shape(r.output_shape)),
-    Column("Kernel", lambda r: r.kernel_size, lambda r: window(r.kernel_size)),
-    Column("Stride", lambda r: r.stride, lambda r: window(r.stride)),
-    Column("Padding", lambda r: r.padding, lambda r: window(r.padding)),
+    _window_column("Kernel", "kernel_size", dispensable=4),
+    _window_column("Stride", "stride", dispensable=5),
+    _window_column("Padding", "padding", dispensable=6),
     Column("Params", lambda r: r.params, lambda r: f"{r.params:,}", numeric=True),
     Column("MACs", lambda r: r.macs, lambda r: human(r.macs), numeric=True),
-    Column("FLOPs", lambda r: r.flops, lambda r: human(r.flops), numeric=True),
-    Column("RF", lambda r: r.receptive_field, lambda r: window(r.receptive_field), option="rf"),
-    Column("Jump", lambda r: r.jump, lambda r: window(r.jump), option="rf"),
+    # FLOPs = 2 x MACs (the footer says so): the first to go in a narrow terminal.
+    Column("FLOPs", lambda r: r.flops, lambda r: human(r.flops), numeric=True, dispensable=8),
+    _window_column("RF", "receptive_field", option="rf"),  # asked for: kept
+    _window_column("Jump", "jump", option="rf", dispensable=7),
     Column(
         "Time (ms)",
         lambda r: r.time_ms,
@@ -69,6 +90,7 @@ LAYER_COLUMNS: tuple[Column, ...] = (
         lambda r: milliseconds(r.time_iqr_ms),
         numeric=True,
         option="time",
+        dispensable=3,
     ),
     Column(
         "Saved for backward",
@@ -156,7 +178,9 @@ def _measured_line(t) -> str:
 # ---- compare ----------------------------------------------------------------------------------
 
 
-def _figure(header: str, key: str, attribute: str, text: Callable[[int], str]) -> Column:
+def _figure(
+    header: str, key: str, attribute: str, text: Callable[[int], str], dispensable: int = 0
+) -> Column:
     """A derived figure of a fitting model, with its ratio to the first one (x0.28)."""
 
     def value(s):
@@ -167,7 +191,7 @@ def _figure(header: str, key: str, attribute: str, text: Callable[[int], str]) -
             return ""
         return f"{text(value(s))} {ratio((s.relative or {}).get(key))}"
 
-    return Column(header, value, shown, numeric=True)
+    return Column(header, value, shown, numeric=True, dispensable=dispensable)
 
 
 def _images_per_sec(s) -> float | None:
@@ -188,13 +212,18 @@ def _output(s) -> str:
 
 COMPARE_COLUMNS: tuple[Column, ...] = (
     Column("Model", lambda s: s.model),
-    Column("Input", lambda s: shape(s.input_shape)),
-    Column("Output", lambda s: s.report and shape(s.report.output_shape), _output),
+    Column("Input", lambda s: s.input_shape, lambda s: shape(s.input_shape)),
+    Column("Output", lambda s: s.report and s.report.output_shape, _output),
     _figure("Params", "params", "total_params", human),
     _figure("MACs", "macs", "total_macs", human),
-    _figure("FLOPs", "flops", "total_flops", human),
-    _figure("Act. memory", "activation_bytes", "activation_bytes", megabytes),
-    Column("Conv+Linear", lambda s: s.report and s.report.num_weight_layers, numeric=True),
+    _figure("FLOPs", "flops", "total_flops", human, dispensable=5),
+    _figure("Act. memory", "activation_bytes", "activation_bytes", megabytes, dispensable=2),
+    Column(
+        "Conv+Linear",
+        lambda s: s.report and s.report.num_weight_layers,
+        numeric=True,
+        dispensable=4,
+    ),
     Column(
         "Images/s",
         _images_per_sec,
@@ -209,8 +238,14 @@ COMPARE_COLUMNS: tuple[Column, ...] = (
         numeric=True,
         option="memory",
     ),
-    Column("RF", lambda s: s.report and window(s.report.receptive_field)),
-    Column("Valid sizes", _valid_sizes),
+    Column(
+        "RF",
+        lambda s: s.report and s.report.receptive_field,
+        lambda s: s.report and window(s.report.receptive_field) or "",
+        breakable=False,
+        dispensable=3,
+    ),
+    Column("Valid sizes", _valid_sizes, dispensable=1),
 )
 
 
@@ -250,10 +285,31 @@ def compare_view(summaries) -> View:
     )
 
 
+# ---- the result cache -------------------------------------------------------------------------
+
+CACHE_COLUMNS = (
+    Column("Folder", lambda c: c.directory),
+    Column("Entries", lambda c: c.entries, lambda c: f"{c.entries:,}", numeric=True),
+    Column("Usable", lambda c: c.current, lambda c: f"{c.current:,}", numeric=True),
+    Column("Size", lambda c: c.bytes, lambda c: byte_size(c.bytes), numeric=True),
+    Column("Bound", lambda c: c.max_bytes, lambda c: byte_size(c.max_bytes), numeric=True),
+)
+
+
+def cache_view(info, removed: bool = False) -> View:
+    """`cache info`, or with ``removed`` what `cache clear` removed."""
+    note = Note(
+        "Usable: entries of this cnnshape and these torch/torchvision versions; when the "
+        "cache reaches its bound, the others go first, then the least recently used."
+    )
+    title = "Removed from the result cache" if removed else "Result cache"
+    return View(title, list(CACHE_COLUMNS), [info], info.to_dict(), [] if removed else [note])
+
+
 # ---- sizes ------------------------------------------------------------------------------------
 
 SIZE_COLUMNS: tuple[Column, ...] = (
-    Column("Sizes", lambda r: size_range(r.lo, r.hi)),
+    Column("Sizes", lambda r: size_range(r.lo, r.hi), breakable=False),
     Column("Result", lambda r: "accepted" if r.layer is None else "refused"),
     Column("First layer to refuse", lambda r: r.layer),
     Column("Why (at the range's first size)", lambda r: r.reason),
@@ -273,14 +329,14 @@ def sizes_view(scan) -> View:
 # ---- list -------------------------------------------------------------------------------------
 
 REGISTRY_COLUMNS: tuple[Column, ...] = (
-    Column("Name", lambda s: s.name),
+    Column("Name", lambda s: s.name, breakable=False),  # what a person types: kept whole
     Column("Aliases", lambda s: " ".join(s.aliases), lambda s: ", ".join(s.aliases)),
-    Column("Input", lambda s: s.size, lambda s: f"{s.size}x{s.size}"),
+    Column("Input", lambda s: s.size, lambda s: f"{s.size}x{s.size}", breakable=False),
     Column("Params", lambda s: s.params, lambda s: f"{s.params:,}", numeric=True),
     Column("MACs", lambda s: s.macs, lambda s: human(s.macs), numeric=True),
-    Column("FLOPs", lambda s: s.flops, lambda s: human(s.flops), numeric=True),
+    Column("FLOPs", lambda s: s.flops, lambda s: human(s.flops), numeric=True, dispensable=2),
     Column("Book section", lambda s: s.section),
-    Column("Description", lambda s: s.description),
+    Column("Description", lambda s: s.description, dispensable=1),
 )
 
 
@@ -324,8 +380,8 @@ TORCHVISION_COLUMNS: tuple[Column, ...] = (
         lambda e: f"{e[1]['_ops']:g}" if e[1].get("_ops") else "",
         numeric=True,
     ),
-    Column("Min size", lambda e: window(e[1].get("min_size"))),
-    Column("Inspect as", lambda e: f"torchvision:{e[0]}"),
+    Column("Min size", lambda e: window(e[1].get("min_size")), breakable=False),
+    Column("Inspect as", lambda e: f"torchvision:{e[0]}", dispensable=1),
 )
 
 
@@ -386,9 +442,9 @@ STEP_MEMORY_CONVENTION = (
     "Predicted, not measured: the training step cnnshape train runs (zero_grad, forward and "
     "loss under autocast, backward, optimizer step) on fake tensors, every storage's "
     "allocation and release tracked; the steady state is the 2nd step and every later one. "
-    "Not modelled: scratch a kernel frees before it returns (oneDNN's on the CPU: 0-3% for most "
-    "models, up to 17% for LeNet's 6-channel convolutions; cuDNN and cuBLAS workspaces on "
-    "CUDA), the CUDA allocator's fragmentation beyond its 512-byte blocks, the CUDA context."
+    "Not modelled: scratch a kernel frees before it returns (oneDNN's or im2col's on the CPU, "
+    "cuDNN's and cuBLAS's on CUDA: the Bound line), the CUDA allocator's fragmentation beyond "
+    "its 512-byte blocks, the CUDA context. Measured gaps: benchmarks/RESULTS.md."
 )
 _KIND_LABELS = {
     "parameters": "Parameters",
@@ -432,13 +488,9 @@ def memory_view(report) -> View:
         )
     if report.budget_bytes is not None:
         facts.append(_fit_line(report))
+    facts.append(_bound_line(report))
     if report.measured is not None:
-        measured = report.measured
-        facts.append(
-            f"Measured on this CPU (the real step, by the allocator's own events): "
-            f"{byte_size(measured.peak)}, predicted / measured {step.peak / measured.peak:.3f}; "
-            f"without kernel scratch (what no tensor holds): {byte_size(measured.tensor_peak)}."
-        )
+        facts.append(_allocator_line(report))
     heaviest = sorted(step.layers, key=lambda layer: -layer.saved_bytes)[:3]
     if heaviest:
         facts.append(
@@ -456,9 +508,39 @@ def memory_view(report) -> View:
     )
 
 
+def _bound_line(report) -> str:
+    """The rule, the same on every machine (the range it gives depends on the threads)."""
+    bound = report.bound
+    if bound is None or bound.above is None:
+        why = bound.basis if bound else "not measured"
+        return f"Bound: none stated on {report.step.device} ({why})."
+    above = bound.above[report.step.precision]
+    return (
+        f"Bound: the allocator's peak is this prediction -{bound.below_bytes} B to "
+        f"+max({above:.0%}, {bound.per_thread_bytes // 1024} KiB per thread): kernel scratch, "
+        f"{bound.basis}."
+    )
+
+
+def _allocator_line(report) -> str:
+    measured, peak, (low, high) = report.measured, report.step.peak, report.allocator_range
+    inside = "inside" if low <= measured.peak <= high else "OUTSIDE (please report it)"
+    return (
+        f"Measured on this CPU (the real step, by the allocator's own events): "
+        f"{byte_size(measured.peak)}, predicted / measured {peak / measured.peak:.3f}, {inside} "
+        f"the bound ({byte_size(low)} to {byte_size(high)} at {report.threads} threads); "
+        f"without kernel scratch (what no tensor holds): {byte_size(measured.tensor_peak)}."
+    )
+
+
 def _fit_line(report) -> str:
     what = "a cnnshape train run (step and dataset)" if report.resident_bytes else "the step"
     budget = f"{byte_size(report.budget_bytes)} ({report.budget_source})"
     if not report.largest_batch:
         return f"Not even one image fits: {what} at batch 1 needs more than {budget}."
-    return f"Largest batch for which {what} fits in {budget}: {report.largest_batch:,}."
+    line = f"Largest batch for which {what} fits in {budget}: {report.largest_batch:,}"
+    if report.budget_cap is not None:
+        # Torch counts bytes in int64: a bigger budget cannot be searched (and is no device).
+        cap = byte_size(report.budget_cap)
+        return f"{line}, a cap: torch counts bytes in int64, so the budget was searched as {cap}."
+    return line + "."
