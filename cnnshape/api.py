@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._common import default_precision
@@ -132,14 +132,13 @@ def show(
                 num_classes=num_classes,
                 depth=depth,
             ),
-            asdict,
-            Report.from_fields,
+            Report,
         )
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     height, width = size or (target.size, target.size)
     report = summary(model, (batch, channels, height, width), depth, name=target.name)
     if memory_on is not None:
-        report.step_memory = _train_step(model, report.input_shape, memory_on)
+        report.step_memory = _train_step(model, report, memory_on)
         for row in report.rows:
             row.saved_bytes = sum(
                 layer.saved_bytes
@@ -228,8 +227,7 @@ def valid_sizes(
             lambda: valid_sizes(
                 name, in_channels=in_channels, num_classes=num_classes, up_to=up_to
             ),
-            asdict,
-            SizeScan.from_fields,
+            SizeScan,
         )
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     return scan_sizes(model, channels, up_to, name=target.name)
@@ -244,7 +242,7 @@ class ModelSummary:
     valid_sizes: list[tuple[int, int]]
     report: Report | None  # None when the model does not accept the input
     error: str | None = None
-    relative: dict[str, float] | None = None  # each figure / the first model's
+    relative: dict[str, float | None] | None = None  # each figure / the first model's
     timing: Timing | None = None  # measured whole forward, with --time
     train_peak: int | None = None  # predicted peak bytes of a training step, with --memory
 
@@ -337,8 +335,7 @@ def _summarize(ref, size, batch, in_channels, num_classes, timed, memory_on, cac
             "summary",
             request,
             lambda: _summarize(ref, size, batch, in_channels, num_classes, None, None, False),
-            asdict,
-            ModelSummary.from_fields,
+            ModelSummary,
         )
     from .inspect.walk import walk
 
@@ -351,20 +348,31 @@ def _summarize(ref, size, batch, in_channels, num_classes, timed, memory_on, cac
     except WalkError as err:
         return ModelSummary(target.name, shape, scan.valid, None, error=err.message)
     timing = _measure(target, in_channels, num_classes, shape, timed)[0] if timed else None
-    train_peak = _train_step(model, shape, memory_on).peak if memory_on else None
+    train_peak = _train_step(model, report, memory_on).peak if memory_on else None
     return ModelSummary(
         target.name, shape, scan.valid, report, timing=timing, train_peak=train_peak
     )
 
 
-def _ratio(value: int, base: int) -> float:
-    return value / base if base else float("nan")
+def _ratio(value: int, base: int) -> float | None:
+    """value / base; None where the first model has none of it (a model without parameters)."""
+    return value / base if base else None
 
 
 def _check_positive(**values: int | None) -> None:
     for option, value in values.items():
         if value is not None and value < 1:
             raise CnnshapeError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
+
+
+def cache_info() -> result_cache.CacheInfo:
+    """Where the result cache is, its entries and its size (`cnnshape cache info`)."""
+    return result_cache.info()
+
+
+def clear_cache() -> result_cache.CacheInfo:
+    """Remove every entry of the result cache, and nothing else; what was removed."""
+    return result_cache.clear()
 
 
 # ---- memory -----------------------------------------------------------------------------------
@@ -411,7 +419,8 @@ def memory(
         precision = default_precision(device)
     budget, source = (fit, "--fit") if fit is not None else (total, f"{device}'s total memory")
     shape = (batch, channels, height, width)
-    summary(model, shape, name=target.name)  # a size the model refuses fails here, explained
+    # A size the model refuses fails here, explained; so does an output no loss can take.
+    _check_classifier(summary(model, shape, name=target.name))
     if measure and device != "cpu":
         raise CnnshapeError(
             "--measure runs the real step on the CPU, not on " + device + ".",
@@ -463,13 +472,27 @@ def _measured_step(target, in_channels, num_classes, shape, optimizer, precision
         ) from None
 
 
-def _train_step(model: nn.Module, shape, device: str):
-    """A training step's predicted memory at ``shape``: plain SGD, train's precision."""
+def _train_step(model: nn.Module, walked: Report, device: str):
+    """A training step's predicted memory at the walk's input: plain SGD, train's precision."""
     from .inspect.memory import predict_step
 
+    _check_classifier(walked)
     device, _ = _memory_device(device)
     precision = default_precision(device)
-    return predict_step(model, tuple(shape), device=device, precision=precision)
+    return predict_step(model, tuple(walked.input_shape), device=device, precision=precision)
+
+
+def _check_classifier(walked: Report) -> None:
+    """The step cnnshape predicts is train's: cross-entropy on (batch, classes) logits."""
+    out = walked.output_shape
+    if out is None or len(out) != 2:
+        shown = "not one tensor" if out is None else "x".join(map(str, out))
+        raise CnnshapeError(
+            f"{walked.model} gives {shown}: a training step's memory is predicted for a "
+            "classifier, whose output is (batch, classes), as cnnshape train's cross-entropy "
+            "takes it.",
+            "Show its forward pass without --memory, or end the model in a classifier.",
+        )
 
 
 def _memory_device(name: str) -> tuple[str, int | None]:

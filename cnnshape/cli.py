@@ -7,14 +7,15 @@ once, and each command imports the library (``cnnshape.api``) when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
-import json
 import os
 import re
 import sys
 import typing
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Annotated
@@ -23,10 +24,11 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from ._common import launch_rank, launched
+from ._common import launch_rank, launched, parse_bytes, writable_target
 from .errors import CnnshapeError, WalkError
 from .inspect.report import DEFAULT_UP_TO
-from .views import Format, View, table, to_string
+from .train.config import DATASETS, PRECISIONS
+from .views import Format, View, json_text, table, to_string
 
 HELP = """See convolutional networks layer by layer: output shapes, parameters, MACs/FLOPs,
 valid input sizes; and train them on Fashion-MNIST the way d2l does, fast.
@@ -53,7 +55,15 @@ def console(stderr: bool = False) -> Console:
     """A rich console on stdout (data) or stderr (messages), made when needed: piped output
     has no terminal width to fit, so tables there take their natural width, not 80."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 250)
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+PIPED_WIDTH = 10_000  # wider than any table: piped, a table is never fitted to a width
+
+
+def fitted(view: View, out: Console):
+    """``view`` as a table that fits ``out``'s terminal (piped: at its natural width)."""
+    return table(view, out.width if out.is_terminal else None)
 
 
 # ---- errors -----------------------------------------------------------------------------------
@@ -82,7 +92,8 @@ def friendly_errors(command):
 
                 partial = report_view(err.partial)
                 partial.title, partial.footer = "Layers computed before the failure", []
-                console(stderr=True).print(table(partial))
+                err_console = console(stderr=True)
+                err_console.print(fitted(partial, err_console))
             _print_error(err.message, err.hint)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM while training (train/signals.py)
@@ -200,12 +211,72 @@ FormatOption = Annotated[
 ]
 
 
+# ---- option values: parsed where click parses, so a malformed one exits 2 -------------------
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'96' -> (96, 96); '224x192' -> (224, 192) (height x width)."""
+    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
+    if not match:
+        raise CnnshapeError(
+            f"{shown!r} is not a size.",
+            "Give one number for a square input (--size 96) or HxW (--size 224x192).",
+        )
+    if any(len(digits) > 18 for digits in match.groups() if digits):
+        raise CnnshapeError(f"{shown!r} is too large: a tensor side is at most 2^63 - 1.")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    if height < 1 or width < 1:
+        raise CnnshapeError(f"{shown!r}: height and width must be at least 1.")
+    return height, width
+
+
+def parse_square(text: str) -> int:
+    """train's --size: '96' or '96x96' -> 96 (a run resizes its images to a square)."""
+    height, width = parse_size(text)
+    if height != width:
+        raise CnnshapeError(f"{text!r}: training resizes images to a square.", "Give one number.")
+    return height
+
+
+def writable_path(text: str) -> str:
+    """A file option (--plot): checked before any work, so a path cnnshape may not write
+    (a device, a FIFO, a folder) fails at once instead of after the walk."""
+    writable_target(text)
+    return text
+
+
+def parse_fit(text: str) -> int:
+    """--fit 24GB -> 24 * 10^9 bytes."""
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise CnnshapeError(f"{text!r} is not a memory size: {err}.") from None
+
+
+def _parsed(parse):
+    """A typer callback from a parser: a CnnshapeError becomes click's bad-value error (exit
+    2, as for every malformed option), and the parsed value is what the command receives."""
+
+    def callback(value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except CnnshapeError as err:
+            raise typer.BadParameter(f"{err.message} {err.hint or ''}".strip()) from None
+
+    return callback
+
+
 SizeOption = Annotated[
     str | None,
     typer.Option(
         "--size",
         "-s",
         metavar="N|HxW",
+        callback=_parsed(parse_size),
         help="Input height and width: one number for a square, or HxW. Default: the model's own.",
     ),
 ]
@@ -235,18 +306,34 @@ MemoryFlag = Annotated[
 ]
 
 
+def batch_option(help: str):
+    """--batch-size (alias --batch), the same option in every command that takes a batch."""
+    return Annotated[
+        int | None, typer.Option("--batch-size", "--batch", min=1, metavar="N", help=help)
+    ]
+
+
+NoCacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Walk afresh instead of answering from the result cache (`cnnshape cache info`).",
+    ),
+]
+
+
 @dataclass
 class InputOptions:
     """The dummy input a model is walked with (show, compare)."""
 
     size: SizeOption = None
-    batch: Annotated[int, typer.Option(min=1, help="Batch size of the dummy input.")] = 1
+    batch: batch_option("Images per batch of the dummy input.") = 1
     in_channels: ChannelsOption = None
     classes: ClassesOption = None
 
     def shape(self) -> dict:
         return {
-            "size": parse_size(self.size),
+            "size": self.size,
             "batch": self.batch,
             "in_channels": self.in_channels,
             "num_classes": self.classes,
@@ -291,9 +378,29 @@ class OutputOptions:
 
     plot: Annotated[
         str | None,
-        typer.Option("--plot", metavar="FILE.png", help="Also draw the figures as a PNG picture."),
+        typer.Option(
+            "--plot",
+            metavar="FILE.png",
+            callback=_parsed(writable_path),
+            help="Also draw the figures as a PNG picture (a new or regular file).",
+        ),
     ] = None
     format: FormatOption = Format.table
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An option's choices as typer shows and checks them (--help lists them)."""
+    return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
+
+
+Dataset = _choices("Dataset", DATASETS)
+Precision = _choices("Precision", PRECISIONS)
+# inspect.memory.OPTIMIZERS (a test keeps them equal): that module imports torch, --help may not.
+Optimizer = _choices("Optimizer", ("sgd", "momentum", "adam", "adamw"))
+
+
+def _value(choice: Enum | None) -> str | None:
+    return None if choice is None else choice.value
 
 
 @dataclass
@@ -301,9 +408,9 @@ class DataOptions:
     """Which images a run trains or is evaluated on (train, eval)."""
 
     dataset: Annotated[
-        str | None,
+        Dataset | None,
         typer.Option(
-            help="fashion-mnist, or synthetic (random images: smoke runs, benchmarks). "
+            help="synthetic: random images (smoke runs, benchmarks). "
             "Default: fashion-mnist (eval: the run's)."
         ),
     ] = None
@@ -321,31 +428,19 @@ class DataOptions:
     ] = None
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'96' -> (96, 96); '224x192' -> (224, 192) (height x width)."""
-    if text is None:
-        return None
-    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]}"
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
-    if not match:
-        raise CnnshapeError(
-            f"--size {shown!r} is not a size.",
-            "Give one number for a square input (--size 96) or HxW (--size 224x192).",
-        )
-    if any(len(digits) > 18 for digits in match.groups() if digits):
-        raise CnnshapeError(f"--size {shown!r} is too large: a tensor side is at most 2^63 - 1.")
-    height = int(match.group(1))
-    width = int(match.group(2) or height)
-    if height < 1 or width < 1:
-        raise CnnshapeError(f"--size {shown!r}: height and width must be at least 1.")
-    return height, width
+@contextlib.contextmanager
+def model_prints_to_stderr() -> Iterator[None]:
+    """A model's own print() (at import, in __init__, in forward) goes to stderr: stdout
+    carries only the data, so `show net.py:Net -f json | jq` parses whatever the model says."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def emit(view: View, fmt: Format) -> None:
     if fmt is Format.table:
         out = console()
         # In a terminal long footer lines wrap to its width; piped, each stays one line.
-        out.print(table(view), soft_wrap=not out.is_terminal)
+        out.print(fitted(view, out), soft_wrap=not out.is_terminal)
     else:
         print(to_string(view, fmt))
 
@@ -432,6 +527,7 @@ def show(
         typer.Option("--rf", help="Add each layer's receptive field and jump (height x width)."),
     ] = False,
     memory: MemoryFlag = False,
+    no_cache: NoCacheOption = False,
     *,
     shape: InputOptions,
     timing: TimeOptions,
@@ -448,14 +544,15 @@ def show(
     from . import api
     from .inspect.render import report_view
 
-    report = api.show(
-        model,
-        **shape.shape(),
-        depth=depth,
-        timed=timing.settings(),
-        memory_on=(timing.device or "auto") if memory else None,
-        cache=True,
-    )
+    with model_prints_to_stderr():
+        report = api.show(
+            model,
+            **shape.shape(),
+            depth=depth,
+            timed=timing.settings(),
+            memory_on=(timing.device or "auto") if memory else None,
+            cache=not no_cache,
+        )
     if output.plot is not None:
         from .inspect.pictures import plot_report
 
@@ -475,6 +572,7 @@ def compare(
         ),
     ],
     memory: MemoryFlag = False,
+    no_cache: NoCacheOption = False,
     *,
     shape: InputOptions,
     timing: TimeOptions,
@@ -488,13 +586,14 @@ def compare(
     from . import api
     from .inspect.render import compare_view
 
-    summaries = api.compare(
-        models,
-        **shape.shape(),
-        timed=timing.settings(),
-        memory_on=(timing.device or "auto") if memory else None,
-        cache=True,
-    )
+    with model_prints_to_stderr():
+        summaries = api.compare(
+            models,
+            **shape.shape(),
+            timed=timing.settings(),
+            memory_on=(timing.device or "auto") if memory else None,
+            cache=not no_cache,
+        )
     if output.plot is not None:
         from .inspect.pictures import plot_compare
 
@@ -510,6 +609,7 @@ def sizes(
         int, typer.Option("--up-to", min=1, help="Largest square size to check.")
     ] = DEFAULT_UP_TO,
     in_channels: ChannelsOption = None,
+    no_cache: NoCacheOption = False,
     format: FormatOption = Format.table,
 ) -> None:
     """Which square input sizes MODEL accepts, and the first layer that refuses the others.
@@ -519,14 +619,15 @@ def sizes(
     from . import api
     from .inspect.render import sizes_view
 
-    scan = api.valid_sizes(model, in_channels=in_channels, up_to=up_to, cache=True)
+    with model_prints_to_stderr():
+        scan = api.valid_sizes(model, in_channels=in_channels, up_to=up_to, cache=not no_cache)
     emit(sizes_view(scan), format)
 
 
 # ---- memory -----------------------------------------------------------------------------------
 
 OptimizerOption = Annotated[
-    str,
+    Optimizer,
     typer.Option(
         help="sgd (the book's train_ch6), momentum (SGD, 0.9), adam or adamw; each with "
         "PyTorch's defaults and its foreach or for-loop choice for the device."
@@ -539,19 +640,14 @@ OptimizerOption = Annotated[
 def memory(
     model: ModelArgument,
     size: SizeOption = None,
-    batch: Annotated[
-        int | None,
-        typer.Option(min=1, help="Batch size. Default: the seed recipe's (registry), else 32."),
-    ] = None,
+    batch: batch_option("Images per batch. Default: the seed recipe's (registry), else 32.") = None,
     in_channels: ChannelsOption = None,
     classes: ClassesOption = None,
-    optimizer: OptimizerOption = "sgd",
+    optimizer: OptimizerOption = Optimizer.sgd,
     precision: Annotated[
-        str,
-        typer.Option(
-            help="auto (as train: bf16 autocast on CUDA, fp32 on the CPU), fp32, bf16, fp16."
-        ),
-    ] = "auto",
+        Precision,
+        typer.Option(help="auto: as train (bf16 autocast on CUDA, fp32 on the CPU)."),
+    ] = Precision.auto,
     device: Annotated[
         str,
         typer.Option(
@@ -563,13 +659,19 @@ def memory(
         str | None,
         typer.Option(
             metavar="SIZE",
+            callback=_parsed(parse_fit),
             help="A memory budget (24GB, 16GiB, 512MB): the largest batch that fits in it. "
             "Default with a CUDA GPU: the device's total memory.",
         ),
     ] = None,
     plot: Annotated[
         str | None,
-        typer.Option("--plot", metavar="FILE.png", help="Draw memory against batch size."),
+        typer.Option(
+            "--plot",
+            metavar="FILE.png",
+            callback=_parsed(writable_path),
+            help="Draw memory against batch size (a new or regular file).",
+        ),
     ] = None,
     measure: Annotated[
         bool,
@@ -596,19 +698,20 @@ def memory(
     from . import api
     from .inspect.render import memory_view
 
-    report = api.memory(
-        model,
-        parse_size(size),
-        batch=batch,
-        in_channels=in_channels,
-        num_classes=classes,
-        optimizer=optimizer,
-        precision=precision,
-        device=device,
-        fit=parse_bytes(fit),
-        curve=plot is not None,
-        measure=measure,
-    )
+    with model_prints_to_stderr():
+        report = api.memory(
+            model,
+            size,
+            batch=batch,
+            in_channels=in_channels,
+            num_classes=classes,
+            optimizer=optimizer.value,
+            precision=precision.value,
+            device=device,
+            fit=fit,
+            curve=plot is not None,
+            measure=measure,
+        )
     if plot is not None:
         from .inspect.pictures import plot_memory
 
@@ -616,35 +719,37 @@ def memory(
     emit(memory_view(report), format)
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
+# ---- the result cache -------------------------------------------------------------------------
+
+cache_app = typer.Typer(
+    help="The result cache: answers of show, compare and sizes kept on disk, so a repeated "
+    "question needs no torch. Where: $CNNSHAPE_CACHE_DIR, else ~/.cache/cnnshape/results; "
+    "bounded by $CNNSHAPE_CACHE_MAX (default 100MB, least recently used first out); "
+    "CNNSHAPE_NO_CACHE=1 or --no-cache turns it off.",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
 
 
-def parse_bytes(text: str | None) -> int | None:
-    """'24GB' -> 24 * 10^9; '16GiB' -> 16 * 2^30; '1500000' -> bytes."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = match and match.group(2).lower()
-    if not match or unit not in _UNITS or len(match.group(1)) > 20:
-        raise CnnshapeError(
-            f"--fit {text!r} is not a memory size.",
-            "Give a number of bytes with a unit: 24GB, 16GiB, 512MB.",
-        )
-    budget = int(float(match.group(1)) * _UNITS[unit])
-    if budget < 1:
-        raise CnnshapeError(f"--fit {text!r} is no memory at all.")
-    return budget
+@cache_app.command("info")
+@friendly_errors
+def cache_info(format: FormatOption = Format.table) -> None:
+    """Where the cache is, how many entries it holds (and how many this version can use), and
+    its size against its bound."""
+    from . import api
+    from .inspect.render import cache_view
+
+    emit(cache_view(api.cache_info()), format)
+
+
+@cache_app.command("clear")
+@friendly_errors
+def cache_clear(format: FormatOption = Format.table) -> None:
+    """Remove cnnshape's entries from the cache folder; nothing else in it is touched."""
+    from . import api
+    from .inspect.render import cache_view
+
+    emit(cache_view(api.clear_cache(), removed=True), format)
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -664,21 +769,25 @@ def train(
         ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the seed's).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Batch size (default: the seed's).")
-    ] = None,
+    batch_size: batch_option(
+        "Images per batch (under torchrun: the global batch). Default: the seed recipe's."
+    ) = None,
     size: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            help="Input height and width the images are resized to (default: the seed's)."
+            "--size",
+            "-s",
+            metavar="N",
+            callback=_parsed(parse_square),
+            help="Side of the square the images are resized to (default: the seed's).",
         ),
     ] = None,
     device: DeviceOption = None,
     precision: Annotated[
-        str | None,
+        Precision | None,
         typer.Option(
-            help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 (the book's numerics), bf16, "
-            "fp16. Default: auto."
+            help="auto: bf16 autocast on CUDA, fp32 on the CPU; fp32: the book's numerics. "
+            "Default: auto (with --resume: the run's)."
         ),
     ] = None,
     compile: Annotated[
@@ -728,12 +837,13 @@ def train(
     *,
     data: DataOptions,
 ) -> None:
-    """Train MODEL on Fashion-MNIST the way d2l's train_ch6 does, fast.
+    """Train MODEL on Fashion-MNIST the way d2l's train_ch6 does: the book's numerics on the
+    CPU, bf16 autocast and channels_last on a GPU (--precision fp32 for the book's there too).
 
-    Faithful by default: Xavier init, plain SGD, cross-entropy, bilinear resize, no
+    The book's recipe: Xavier init, plain SGD, cross-entropy, bilinear resize, no
     normalization or augmentation, the seed's lr/batch/size/epochs. Fast: the data lives on
     the device and the loop does not wait for the GPU between batches; on CUDA, bf16
-    autocast and channels_last (--precision fp32 gives the book's numerics).
+    autocast (fp32 where the GPU has no bf16) and channels_last.
 
     The run folder gets config.json, metrics.csv, curves.png and checkpoint.pt after
     every epoch; one process owns it at a time. Ctrl-C or SIGTERM stops after saving the
@@ -765,18 +875,18 @@ def train(
         batch_size=batch_size,
         size=size,
         device=device,
-        precision=precision,
+        precision=_value(precision),
         compile=compile,
         sync_bn=sync_bn,
         seed=seed,
-        dataset=data.dataset,
+        dataset=_value(data.dataset),
         data_dir=data.data_dir,
         train_limit=train_limit,
         test_limit=data.test_limit,
     )
     speaker = launch_rank() == 0  # under torchrun rank 0 speaks for everyone
     display = TrainDisplay(console(stderr=True), enabled=speaker)
-    with stop_on_signals(), distributed.session(), display:
+    with stop_on_signals(), distributed.session(), display, model_prints_to_stderr():
         if resume is not None:
             result = api.resume(resume, settings, display, out=out)
         else:
@@ -803,7 +913,7 @@ def train(
 
 
 def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    print(json_text(data))
 
 
 @app.command("eval")
@@ -828,16 +938,21 @@ def evaluate(
     from .train.display import eval_tables, per_class_view
 
     settings = TrainSettings(
-        device=device, dataset=data.dataset, data_dir=data.data_dir, test_limit=data.test_limit
+        device=device,
+        dataset=_value(data.dataset),
+        data_dir=data.data_dir,
+        test_limit=data.test_limit,
     )
-    result = api.evaluate(run, settings)
+    with model_prints_to_stderr():
+        result = api.evaluate(run, settings)
     if format is Format.json:
         doc = asdict(result)
         if not batch_norm:
             doc.pop("batch_norm")
         _print_json(doc)
     elif format is Format.table:
-        for part in eval_tables(result, batch_norm):
-            console().print(part)
+        out = console()
+        for part in eval_tables(result, batch_norm, out.width if out.is_terminal else None):
+            out.print(part)
     else:
         print(to_string(per_class_view(result), format))

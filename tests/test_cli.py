@@ -83,9 +83,17 @@ def test_unknown_model_suggests_the_closest():
     assert_clean_error(run("show", "resnet19"), "Unknown model 'resnet19'", "resnet18")
 
 
-@pytest.mark.parametrize("size", ["0", "-3", "abc", "96x", "x96", "1.5", "96x0"])
-def test_bad_sizes(size):
-    assert_clean_error(run("show", "lenet", "--size", size))
+@pytest.mark.parametrize("size", ["0", "-3", "abc", "96x", "x96", "1.5", "96x0", "9" * 30])
+@pytest.mark.parametrize("command", ["show", "compare", "memory"])
+def test_bad_sizes_are_usage_errors_like_every_malformed_option(command, size):
+    result = assert_clean_error(run(command, "lenet", "--size", size), "Invalid value for")
+    assert result.exit_code == 2 and "Usage:" in result.stderr
+
+
+@pytest.mark.parametrize("fit", ["lots", "12XB", "0GB", "-1GB", "1" * 30])
+def test_a_bad_fit_is_a_usage_error(fit):
+    result = assert_clean_error(run("memory", "lenet", "--fit", fit), "'--fit'")
+    assert result.exit_code == 2
 
 
 @pytest.mark.parametrize(
@@ -177,3 +185,197 @@ def test_help_explains_the_conventions():
     assert result.exit_code == 0
     assert "FLOPs = 2 x" in result.stdout
     assert "--depth" in run("show", "--help").stdout
+
+
+# ---- one option, one name, its choices shown ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["show", "compare", "memory", "train"])
+def test_every_command_with_a_batch_takes_batch_size_and_batch(command):
+    assert "--batch-size, --batch" in run(command, "--help").stdout
+
+
+def test_batch_and_batch_size_are_one_option():
+    assert (
+        json.loads(run("show", "lenet", "--batch", "3", "-f", "json").stdout)["input_shape"]
+        == json.loads(run("show", "lenet", "--batch-size", "3", "-f", "json").stdout)["input_shape"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "listed"),
+    [
+        ("memory", "<auto|fp32|bf16|fp16>"),
+        ("memory", "<sgd|momentum|adam|adamw>"),
+        ("train", "<auto|fp32|bf16|fp16>"),
+        ("train", "<fashion-mnist|synthetic>"),
+        ("eval", "<fashion-mnist|synthetic>"),
+    ],
+)
+def test_options_with_choices_list_them(command, listed):
+    assert listed in run(command, "--help").stdout
+
+
+def test_the_clis_optimizers_are_the_predictors():
+    from cnnshape.cli import Optimizer
+    from cnnshape.inspect.memory import OPTIMIZERS
+
+    assert tuple(o.value for o in Optimizer) == OPTIMIZERS
+
+
+def test_csv_writes_every_shape_one_way():
+    show = list(csv.DictReader(io.StringIO(run("show", "lenet", "-f", "csv").stdout)))
+    compare = list(csv.DictReader(io.StringIO(run("compare", "lenet", "-f", "csv").stdout)))
+    assert show[0]["Output shape"] == "1x6x28x28"
+    assert (compare[0]["Input"], compare[0]["Output"]) == ("1x1x28x28", "1x10")
+
+
+# ---- the model's own words go to stderr ---------------------------------------------------------
+
+PRINTING_MODEL = """
+from torch import nn
+print("importing the model file")
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("building Net")
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        print("forward", x.shape)
+        return self.conv(x)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "-f", "json"],
+        ["show", "--time", "--repeats", "1", "--warmup", "0", "-f", "json"],
+        ["compare", "lenet", "-f", "json"],
+        ["sizes", "--up-to", "8", "-f", "json"],
+    ],
+)
+def test_a_model_that_prints_leaves_stdout_to_the_data(tmp_path, command):
+    (tmp_path / "prints.py").write_text(PRINTING_MODEL)
+    name, *options = command
+    models = [str(tmp_path / "prints.py:Net")]
+    if name == "compare":
+        models, options = [options[0], *models], options[1:]
+    result = run(name, *models, *options)
+    assert result.exit_code == 0, result.stderr
+    json.loads(result.stdout)  # nothing else on stdout
+    assert "importing the model file" in result.stderr and "forward" in result.stderr
+
+
+# ---- any rank of layer, at the walk's image input -----------------------------------------------
+
+OTHER_RANKS = """
+from torch import nn
+
+
+class Audio(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Video(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3)
+        self.pool = nn.MaxPool3d(2)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        (
+            "Audio",
+            "it takes 3-D input (batch, channels, length), or 2-D without the batch, not 4-D",
+        ),
+        ("Video", "it reads a 4-D input as one sample without the batch"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show"],
+        ["show", "--rf"],
+        ["show", "--time", "--repeats", "1", "--warmup", "0"],
+        ["show", "--memory", "--device", "cpu"],
+        ["memory", "--device", "cpu", "--batch", "2"],
+        ["sizes", "--up-to", "16"],
+    ],
+)
+def test_a_layer_of_another_rank_says_why_it_refuses_an_image(tmp_path, model, says, command):
+    (tmp_path / "dims.py").write_text(OTHER_RANKS)
+    name, *options = command
+    result = run(name, f"{tmp_path / 'dims.py'}:{model}", *options)
+    if name == "sizes":  # a scan answers: no size, and why
+        assert result.exit_code == 0, result.stderr
+        assert says in " ".join(result.stdout.split())
+    else:
+        assert_clean_error(result, f"layer conv ({'Conv1d' if model == 'Audio' else 'Conv3d'})")
+        assert says in " ".join(result.stderr.split())
+
+
+def test_compare_keeps_its_table_when_a_model_takes_another_rank(tmp_path):
+    (tmp_path / "dims.py").write_text(OTHER_RANKS)
+    result = run("compare", "lenet", f"{tmp_path / 'dims.py'}:Video", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    lenet, video = json.loads(result.stdout)["models"]
+    assert lenet["params"] == 61_706 and "Conv3d" in video["error"]
+
+
+# ---- comparisons that cannot divide -------------------------------------------------------------
+
+
+def test_a_first_model_without_parameters_gives_no_ratio_not_nan(tmp_path):
+    (tmp_path / "empty.py").write_text(
+        "from torch import nn\n\n\ndef Pool():\n    return nn.Sequential(nn.MaxPool2d(2))\n"
+    )
+    pool = f"{tmp_path / 'empty.py'}:Pool"
+    result = run("compare", pool, "lenet", "--size", "28", "--in-channels", "1", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert "NaN" not in result.stdout
+    first, lenet = json.loads(result.stdout)["models"]
+    assert first["relative"]["params"] is None and lenet["relative"]["params"] is None
+    assert lenet["relative"]["activation_bytes"] > 0  # what can be divided still is
+    table = run("compare", pool, "lenet", "--size", "28", "--in-channels", "1").stdout
+    assert "nan" not in table.lower() and "61.71 K –" in table
+
+
+# ---- user mistakes that once were internal errors -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["show", "a" * 300 + ".py:Net"], "File name too long"),
+        (["show", "/proc/self/status:X"], "Importing /proc/self/status failed: SyntaxError"),
+        (["show", "lenet", "--plot", "a" * 300 + ".png"], "File name too long"),
+        (["show", "lenet", "--plot", "/no/such/folder/x.png"], "there is no folder"),
+        (["show", "lenet", "--plot", ""], "is not a file name"),
+    ],
+)
+def test_mistakes_are_errors_not_internal_errors(args, says):
+    result = assert_clean_error(run(*args), says)
+    assert "internal error" not in result.stderr
+
+
+def test_memory_of_a_model_that_is_no_classifier_says_so(tmp_path):
+    (tmp_path / "prints.py").write_text(PRINTING_MODEL)
+    for command in (["memory", "--batch", "2", "--size", "8"], ["show", "--memory"]):
+        result = run(command[0], f"{tmp_path / 'prints.py'}:Net", *command[1:], "--device", "cpu")
+        assert_clean_error(result, "gives 1x4x222x222" if "show" in command else "2x4x6x6")
+        assert "(batch, classes)" in result.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -263,6 +264,9 @@ def explain_failure(
                 flattened = fmt_shape(flatten.input_shape[1:])
                 reason += f" (= {flattened} from layer {flatten.name} Flatten)"
             return reason
+    rank = _rank_refused(module, input_shape)
+    if rank is not None:
+        return rank
     in_channels = getattr(module, "in_channels", None)
     if input_shape is not None and in_channels is not None and len(input_shape) > 1:
         if input_shape[1] != in_channels:
@@ -271,6 +275,8 @@ def explain_failure(
     if input_shape is not None and kernel is not None:
         spatial = input_shape[2:]
         dims = len(spatial)
+        if not isinstance(kernel, int) and len(kernel) != dims:
+            return _first_line(exc)
         kernel = _as_list(kernel, dims)
         padding = getattr(module, "padding", 0)
         if not isinstance(padding, str):
@@ -285,6 +291,33 @@ def explain_failure(
                     f"{fmt_shape(spatial)}{padded_note} input"
                 )
     return _first_line(exc)
+
+
+_SPATIAL_AXES = re.compile(r"([123])d$")  # Conv1d, MaxPool3d, BatchNorm2d, ...
+_AXIS_NAMES = {1: "length", 2: "height, width", 3: "depth, height, width"}
+
+
+def _rank_refused(module: nn.Module, input_shape: Shape | None) -> str | None:
+    """Why a 1-D, 2-D or 3-D layer refuses an input of the wrong rank (a Conv1d given an
+    image), or None when the rank is not the problem. Such a layer takes (batch, channels,
+    *axes), or the same without the batch."""
+    axes = _SPATIAL_AXES.search(type(module).__name__)
+    if input_shape is None or axes is None:
+        return None
+    n = int(axes[1])
+    in_channels = getattr(module, "in_channels", None)
+    if len(input_shape) == n + 1 and in_channels not in (None, input_shape[0]):
+        return (
+            f"it reads a {n + 1}-D input as one sample without the batch (channels, "
+            f"{_AXIS_NAMES[n]}), with {input_shape[0]} channels, not the {in_channels} it "
+            f"expects; with the batch it takes {n + 2}-D input"
+        )
+    if len(input_shape) in (n + 1, n + 2):
+        return None
+    return (
+        f"it takes {n + 2}-D input (batch, channels, {_AXIS_NAMES[n]}), or {n + 1}-D without "
+        f"the batch, not {len(input_shape)}-D"
+    )
 
 
 def _check_input_shape(shape) -> tuple[int, ...]:
