@@ -16,8 +16,8 @@ def pytest_addoption(parser):
     parser.addoption(
         "--update-golden",
         action="store_true",
-        help="Rewrite tests/golden/ and the README's examples from the tool's current output "
-        "(then review the diff) instead of comparing against them.",
+        help="Rewrite tests/golden/ and the examples of README.md and docs/ from the tool's "
+        "current output (then review the diff) instead of comparing against them.",
     )
 
 
