@@ -379,3 +379,14 @@ def test_memory_of_a_model_that_is_no_classifier_says_so(tmp_path):
         result = run(command[0], f"{tmp_path / 'prints.py'}:Net", *command[1:], "--device", "cpu")
         assert_clean_error(result, "gives 1x4x222x222" if "show" in command else "2x4x6x6")
         assert "(batch, classes)" in result.stderr
+
+
+def test_batch_norm_of_another_rank_is_refused_by_the_walk_and_the_scan_alike(tmp_path):
+    (tmp_path / "norm.py").write_text(
+        "from torch import nn\n\n\ndef Norm():\n    return nn.Sequential(nn.BatchNorm1d(3))\n"
+    )
+    says = "it takes 3-D input (batch, channels, length), or 2-D (batch, features), not 4-D"
+    shown = assert_clean_error(run("show", f"{tmp_path / 'norm.py'}:Norm", "--size", "8"))
+    assert says in shown.stderr
+    scan = run("sizes", f"{tmp_path / 'norm.py'}:Norm", "--up-to", "8", "-f", "json")
+    assert json.loads(scan.stdout)["valid"] == []

@@ -116,6 +116,10 @@ class _Propagator:
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and x.shape[1:2] == (
             module.num_features,
         ):
+            try:
+                module._check_input_dim(x)  # its rank (BatchNorm1d takes no image), cheaply
+            except ValueError:
+                return _Failed(name)
             return tuple(x.shape)
         try:
             out = forward(x)

@@ -299,25 +299,29 @@ _AXIS_NAMES = {1: "length", 2: "height, width", 3: "depth, height, width"}
 
 def _rank_refused(module: nn.Module, input_shape: Shape | None) -> str | None:
     """Why a 1-D, 2-D or 3-D layer refuses an input of the wrong rank (a Conv1d given an
-    image), or None when the rank is not the problem. Such a layer takes (batch, channels,
-    *axes), or the same without the batch."""
+    image), or None when the rank is not the problem. A convolution or pooling layer takes
+    (batch, channels, *axes) or the same without the batch; BatchNorm has no unbatched form
+    (BatchNorm1d's 2-D input is (batch, features))."""
     axes = _SPATIAL_AXES.search(type(module).__name__)
     if input_shape is None or axes is None:
         return None
-    n = int(axes[1])
+    n, rank = int(axes[1]), len(input_shape)
+    batched = f"{n + 2}-D input (batch, channels, {_AXIS_NAMES[n]})"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if rank == n + 2 or (n == 1 and rank == 2):
+            return None
+        also = ", or 2-D (batch, features)" if n == 1 else ""
+        return f"it takes {batched}{also}, not {rank}-D"
     in_channels = getattr(module, "in_channels", None)
-    if len(input_shape) == n + 1 and in_channels not in (None, input_shape[0]):
+    if rank == n + 1 and in_channels not in (None, input_shape[0]):
         return (
             f"it reads a {n + 1}-D input as one sample without the batch (channels, "
             f"{_AXIS_NAMES[n]}), with {input_shape[0]} channels, not the {in_channels} it "
             f"expects; with the batch it takes {n + 2}-D input"
         )
-    if len(input_shape) in (n + 1, n + 2):
+    if rank in (n + 1, n + 2):
         return None
-    return (
-        f"it takes {n + 2}-D input (batch, channels, {_AXIS_NAMES[n]}), or {n + 1}-D without "
-        f"the batch, not {len(input_shape)}-D"
-    )
+    return f"it takes {batched}, or {n + 1}-D without the batch, not {rank}-D"
 
 
 def _check_input_shape(shape) -> tuple[int, ...]:
