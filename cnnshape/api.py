@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._common import default_precision
 from .errors import CnnshapeError, WalkError
 from .inspect import cache as result_cache
+from .inspect.inputs import InputSpec, as_specs, check, check_names, image
 from .inspect.report import DEFAULT_UP_TO, Report, SizeScan
 from .registry import get_spec, is_reference, list_specs, match_specs
 from .train.config import TrainSettings
@@ -53,17 +54,38 @@ def get_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Modu
 
 
 def summary(
-    model: nn.Module, input_size: tuple[int, ...], depth: int = 1, *, name: str | None = None
+    model: nn.Module,
+    input_size: Any = None,
+    depth: int = 1,
+    *,
+    args: tuple = (),
+    kwargs: dict[str, Any] | None = None,
+    ops: bool = False,
+    name: str | None = None,
 ) -> Report:
-    """Walk ``model`` on a dummy input of ``input_size`` (e.g. ``(1, 1, 224, 224)``).
+    """Walk ``model`` on dummy inputs, as torchinfo's ``summary`` takes them.
 
-    Returns a Report that prints as a table (terminal, Jupyter) and has ``.to_dict()``.
-    If a layer refuses the input, raises WalkError naming it, and, for image inputs, the
-    square sizes the network does accept.
+    ``input_size``: one shape (``(1, 1, 224, 224)``) or a list of shapes, one per positional
+    input. ``args`` and ``kwargs``: positional and keyword inputs, each a shape, a tensor (its
+    shape and dtype; its values are not used) or an `InputSpec`. ``ops`` adds functional ops
+    (``cat``, ``add``, ``relu``) as rows. Returns a Report that prints as a table (terminal,
+    Jupyter) and has ``.to_dict()``. If a layer refuses the input, raises WalkError naming it
+    and, for inputs with spatial axes, the sizes the network does accept.
     """
     from .inspect.sizes import walk_explained
 
-    return walk_explained(model, tuple(input_size), depth, name=name)
+    return walk_explained(model, _specs(input_size, args, kwargs), depth, name=name, ops=ops)
+
+
+def _specs(input_size, args=(), kwargs=None) -> list[InputSpec]:
+    specs = as_specs(input_size) if input_size is not None else []
+    specs += as_specs(list(args)) if args else []
+    for key, value in (kwargs or {}).items():
+        (spec,) = as_specs([value])
+        specs.append(replace(spec, name=key))
+    if not specs:
+        raise CnnshapeError("No input to walk the model with.", "Give input_size, args or kwargs.")
+    return check_names(specs)
 
 
 def build_for_inspection(
@@ -89,6 +111,9 @@ class TimeSettings:
     repeats: int = 20
 
 
+@result_cache.cached(
+    "show", Report, measured=lambda a: a["timed"] is not None or a["memory_on"] is not None
+)
 def show(
     name: str,
     size: tuple[int, int] | None = None,
@@ -96,7 +121,9 @@ def show(
     batch: int = 1,
     in_channels: int | None = None,
     num_classes: int | None = None,
+    inputs: list[InputSpec] | None = None,
     depth: int = 1,
+    ops: bool = False,
     timed: TimeSettings | None = None,
     memory_on: str | None = None,
     cache: bool = False,
@@ -105,38 +132,16 @@ def show(
 
     ``name``: a registry name, ``torchvision:NAME``, ``timm:NAME``, ``file.py:Net`` or
     ``package.module:factory`` (see cnnshape.inspect.sources). Channels and classes default to
-    the model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``timed`` also runs
-    the model for real and fills ``report.timing`` and each row's measured time.
+    the model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``inputs`` (specs
+    of any rank, dtype and number, see ``inspect.inputs``) replace the one image of ``size``,
+    ``batch`` and ``in_channels``. ``ops`` adds functional ops as rows. ``timed`` also runs
+    the model for real and fills ``report.timing`` and each layer's measured time.
     ``memory_on`` (a device) predicts a training step's memory (`memory`, with plain SGD) and
     fills ``report.step_memory`` and what each row saves for backward. ``cache``: answer from
     (and remember in) the result cache (``cnnshape.inspect.cache``).
     """
-    _check_positive(batch=batch)
-    if timed is None and memory_on is None and cache:
-        request = {
-            "model": name,
-            "size": size,
-            "batch": batch,
-            "in_channels": in_channels,
-            "classes": num_classes,
-            "depth": depth,
-        }
-        return result_cache.remembered(
-            "show",
-            request,
-            lambda: show(
-                name,
-                size,
-                batch=batch,
-                in_channels=in_channels,
-                num_classes=num_classes,
-                depth=depth,
-            ),
-            Report,
-        )
-    target, model, channels = build_for_inspection(name, in_channels, num_classes)
-    height, width = size or (target.size, target.size)
-    report = summary(model, (batch, channels, height, width), depth, name=target.name)
+    target, model, specs = _target_and_inputs(name, size, batch, in_channels, num_classes, inputs)
+    report = summary(model, specs, depth, ops=ops, name=target.name)
     if memory_on is not None:
         report.step_memory = _train_step(model, report, memory_on)
         for row in report.rows:
@@ -146,21 +151,32 @@ def show(
                 if layer.name == row.name or layer.name.startswith(row.name + ".")
             )
     if timed is not None:
-        layers = [row.name for row in report.rows]
+        layers = [row for row in report.rows if row.kind == "module"]
         report.timing, calls = _measure(
-            target, in_channels, num_classes, report.input_shape, timed, layers
+            target, in_channels, num_classes, specs, timed, [row.name for row in layers]
         )
-        for row, (layer, measured) in zip(report.rows, calls, strict=True):
+        for row, (layer, measured) in zip(layers, calls, strict=True):
             assert row.name == layer, "the timed forward ran other layers than the walk"
             row.time_ms, row.time_iqr_ms = measured.median_ms, measured.spread_ms
     return report
+
+
+def _target_and_inputs(name, size, batch, in_channels, num_classes, inputs):
+    """The model built for inspection, and what it is walked with: ``inputs``, or one image
+    batch at ``size`` (default: the model's own) with its channels."""
+    _check_positive(batch=batch)
+    target, model, channels = build_for_inspection(name, in_channels, num_classes)
+    if inputs:
+        return target, model, check_names([check(spec) for spec in inputs])
+    height, width = size or (target.size, target.size)
+    return target, model, image(batch, channels, height, width)
 
 
 def _measure(
     target: Target,
     in_channels,
     num_classes,
-    shape,
+    specs: list[InputSpec],
     timed: TimeSettings,
     layers: list[str] | None = None,
 ):
@@ -174,9 +190,7 @@ def _measure(
     device = resolve_device(timed.device)
     try:
         model, _ = target.build(in_channels, num_classes, device=device)
-        return time_model(
-            model, tuple(shape), warmup=timed.warmup, repeats=timed.repeats, layers=layers
-        )
+        return time_model(model, specs, warmup=timed.warmup, repeats=timed.repeats, layers=layers)
     except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
         if not _out_of_memory(err):
             raise
@@ -184,7 +198,7 @@ def _measure(
         size = f" (one allocation alone: {int(asked[1]) / 1e9:,.1f} GB)" if asked else ""
         raise CnnshapeError(
             f"Not enough memory on {device} to time {target.name} at "
-            f"{'x'.join(map(str, shape))}{size}.",
+            f"{', '.join(spec.describe() for spec in specs)}{size}.",
             "--time runs the real model: give a smaller --batch or --size (the table "
             "without --time needs no memory at any size).",
         ) from None
@@ -196,41 +210,34 @@ def _out_of_memory(err: BaseException) -> bool:
 
 
 def scan_sizes(
-    model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_TO, *, name: str | None = None
+    model: nn.Module,
+    in_channels: int = 1,
+    up_to: int = DEFAULT_UP_TO,
+    *,
+    inputs: list[InputSpec] | None = None,
+    name: str | None = None,
 ) -> SizeScan:
-    """Every square input ``1 x in_channels x S x S`` (S = 1..up_to) that any ``model``
-    accepts, and why it refuses the others."""
+    """Every size S = 1..up_to of the first input's spatial axes that any ``model`` accepts
+    (by default square images ``1 x in_channels x S x S``), and why it refuses the others."""
     from .inspect.sizes import scan_sizes as scan
 
-    return scan(model, in_channels, up_to, name=name)
+    return scan(model, inputs or in_channels, up_to, name=name)
 
 
+@result_cache.cached("sizes", SizeScan, measured=lambda a: False)
 def valid_sizes(
     name: str,
     *,
     in_channels: int | None = None,
     num_classes: int | None = None,
+    inputs: list[InputSpec] | None = None,
     up_to: int = DEFAULT_UP_TO,
     cache: bool = False,
 ) -> SizeScan:
-    """Every square size 1..up_to a model accepts, and why it refuses the rest."""
-    if cache:
-        request = {
-            "model": name,
-            "in_channels": in_channels,
-            "classes": num_classes,
-            "up_to": up_to,
-        }
-        return result_cache.remembered(
-            "sizes",
-            request,
-            lambda: valid_sizes(
-                name, in_channels=in_channels, num_classes=num_classes, up_to=up_to
-            ),
-            SizeScan,
-        )
-    target, model, channels = build_for_inspection(name, in_channels, num_classes)
-    return scan_sizes(model, channels, up_to, name=target.name)
+    """Every size 1..up_to a model accepts (square images, or the first of ``inputs`` along
+    its spatial axes), and why it refuses the rest."""
+    target, model, specs = _target_and_inputs(name, None, 1, in_channels, num_classes, inputs)
+    return scan_sizes(model, up_to=up_to, inputs=specs, name=target.name)
 
 
 @dataclass
@@ -288,6 +295,7 @@ def compare(
     batch: int = 1,
     in_channels: int | None = None,
     num_classes: int | None = None,
+    inputs: list[InputSpec] | None = None,
     timed: TimeSettings | None = None,
     memory_on: str | None = None,
     cache: bool = False,
@@ -302,7 +310,17 @@ def compare(
     """
     _check_positive(batch=batch)
     summaries = [
-        _summarize(ref, size, batch, in_channels, num_classes, timed, memory_on, cache)
+        _summarize(
+            ref,
+            size,
+            batch=batch,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            inputs=inputs,
+            timed=timed,
+            memory_on=memory_on,
+            cache=cache,
+        )
         for ref in _expand(patterns)
     ]
     base = next((s for s in summaries if s.report is not None), None)
@@ -322,36 +340,27 @@ def _expand(patterns: list[str]) -> list[str]:
     return refs
 
 
-def _summarize(ref, size, batch, in_channels, num_classes, timed, memory_on, cache) -> ModelSummary:
-    if timed is None and memory_on is None and cache:
-        request = {
-            "model": ref,
-            "size": size,
-            "batch": batch,
-            "in_channels": in_channels,
-            "classes": num_classes,
-        }
-        return result_cache.remembered(
-            "summary",
-            request,
-            lambda: _summarize(ref, size, batch, in_channels, num_classes, None, None, False),
-            ModelSummary,
-        )
+@result_cache.cached(
+    "summary",
+    ModelSummary,
+    measured=lambda a: a["timed"] is not None or a["memory_on"] is not None,
+)
+def _summarize(
+    ref, size, *, batch, in_channels, num_classes, inputs, timed, memory_on, cache
+) -> ModelSummary:
     from .inspect.walk import walk
 
-    target, model, channels = build_for_inspection(ref, in_channels, num_classes)
-    height, width = size or (target.size, target.size)
-    shape = [batch, channels, height, width]
-    scan = scan_sizes(model, channels, name=target.name)
+    target, model, specs = _target_and_inputs(ref, size, batch, in_channels, num_classes, inputs)
+    shape = list(specs[0].shape)
+    scan = scan_sizes(model, inputs=specs, name=target.name) if len(shape) > 2 else None
+    valid = scan.valid if scan is not None else []
     try:
-        report = walk(model, shape, name=target.name)
+        report = walk(model, specs, name=target.name)
     except WalkError as err:
-        return ModelSummary(target.name, shape, scan.valid, None, error=err.message)
-    timing = _measure(target, in_channels, num_classes, shape, timed)[0] if timed else None
+        return ModelSummary(target.name, shape, valid, None, error=err.message)
+    timing = _measure(target, in_channels, num_classes, specs, timed)[0] if timed else None
     train_peak = _train_step(model, report, memory_on).peak if memory_on else None
-    return ModelSummary(
-        target.name, shape, scan.valid, report, timing=timing, train_peak=train_peak
-    )
+    return ModelSummary(target.name, shape, valid, report, timing=timing, train_peak=train_peak)
 
 
 def _ratio(value: int, base: int) -> float | None:
@@ -387,6 +396,7 @@ def memory(
     batch: int | None = None,
     in_channels: int | None = None,
     num_classes: int | None = None,
+    inputs: list[InputSpec] | None = None,
     optimizer: str = "sgd",
     precision: str = "auto",
     device: str = "auto",
@@ -413,12 +423,11 @@ def memory(
     if batch is None:
         batch = get_spec(name).recipe.batch_size if registry else DEFAULT_MEMORY_BATCH
     _check_positive(batch=batch)
-    height, width = size or (target.size, target.size)
     device, total = _memory_device(device)
     if precision == "auto":
         precision = default_precision(device)
     budget, source = (fit, "--fit") if fit is not None else (total, f"{device}'s total memory")
-    shape = (batch, channels, height, width)
+    shape = _step_input(target, size, batch, channels, inputs)
     # A size the model refuses fails here, explained; so does an output no loss can take.
     _check_classifier(summary(model, shape, name=target.name))
     if measure and device != "cpu":
@@ -451,6 +460,25 @@ def memory(
             target, in_channels, num_classes, shape, optimizer, precision
         )
     return report
+
+
+def _step_input(target, size, batch, channels, inputs) -> tuple[int, ...]:
+    """The batch a training step takes: one floating input (an image of ``size``, or the one
+    ``inputs`` gives, of any rank), as ``cnnshape train`` feeds its models."""
+    if not inputs:
+        height, width = size or (target.size, target.size)
+        return (batch, channels, height, width)
+    (spec, *more) = inputs
+    if more or spec.name or (spec.dtype or "float32") not in _FLOAT_INPUTS:
+        raise CnnshapeError(
+            f"memory predicts a training step on one floating input batch, not "
+            f"{', '.join(i.describe() for i in inputs)}.",
+            "Give one --input such as 32x1x16000, as cnnshape train feeds a model its images.",
+        )
+    return check(spec).shape
+
+
+_FLOAT_INPUTS = ("float32", "float64", "float16", "bfloat16")
 
 
 def _measured_step(target, in_channels, num_classes, shape, optimizer, precision):

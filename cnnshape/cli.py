@@ -26,6 +26,7 @@ from rich.console import Console
 from . import __version__
 from ._common import launch_rank, launched, parse_bytes, writable_target
 from .errors import CnnshapeError, WalkError
+from .inspect.inputs import check_names, parse_input
 from .inspect.report import DEFAULT_UP_TO
 from .train.config import DATASETS, PRECISIONS
 from .views import Format, View, json_text, table, to_string
@@ -322,22 +323,59 @@ NoCacheOption = Annotated[
 ]
 
 
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="[NAME=]DIMS[:DTYPE]",
+        callback=_parsed(lambda texts: check_names([parse_input(t) for t in texts]) or None),
+        help="An input of any rank and dtype, repeatable, in forward's order: 1x1x16000 (a "
+        "waveform), 2x3x16x112x112 (a clip), ids=1x128:int64 (a keyword argument; integer "
+        "inputs are zeros, a valid index). Replaces --size, --batch and --in-channels, "
+        "the shorthand for one image.",
+    ),
+]
+
+
 @dataclass
 class InputOptions:
-    """The dummy input a model is walked with (show, compare)."""
+    """The dummy inputs a model is walked with (show, compare)."""
 
     size: SizeOption = None
-    batch: batch_option("Images per batch of the dummy input.") = 1
+    batch: batch_option("Images per batch of the dummy input (default 1).") = None
     in_channels: ChannelsOption = None
     classes: ClassesOption = None
+    input: InputOption = None
 
     def shape(self) -> dict:
         return {
             "size": self.size,
-            "batch": self.batch,
+            "batch": self.batch or 1,
             "in_channels": self.in_channels,
             "num_classes": self.classes,
+            "inputs": only_one_way(self.input, self.size, self.batch, self.in_channels),
         }
+
+
+def only_one_way(inputs, size, batch, in_channels):
+    """--input, or the image shorthand: not both."""
+    shorthand = [
+        flag
+        for flag, value in (
+            ("--size", size),
+            ("--batch-size", batch),
+            ("--in-channels", in_channels),
+        )
+        if value is not None
+    ]
+    if inputs and shorthand:
+        raise CnnshapeError(
+            f"--input and {', '.join(shorthand)} both say what to walk the model with.",
+            "Give --input alone (any rank, several), or --size/--batch-size/--in-channels "
+            "for one image.",
+        )
+    return inputs
 
 
 @dataclass
@@ -526,6 +564,14 @@ def show(
         bool,
         typer.Option("--rf", help="Add each layer's receptive field and jump (height x width)."),
     ] = False,
+    ops: Annotated[
+        bool,
+        typer.Option(
+            "--ops",
+            help="Also show the functional ops on the path (cat, add, relu, flatten, ...) "
+            "under the block whose forward runs them; the totals do not change.",
+        ),
+    ] = False,
     memory: MemoryFlag = False,
     no_cache: NoCacheOption = False,
     *,
@@ -549,6 +595,7 @@ def show(
             model,
             **shape.shape(),
             depth=depth,
+            ops=ops,
             timed=timing.settings(),
             memory_on=(timing.device or "auto") if memory else None,
             cache=not no_cache,
@@ -609,6 +656,7 @@ def sizes(
         int, typer.Option("--up-to", min=1, help="Largest square size to check.")
     ] = DEFAULT_UP_TO,
     in_channels: ChannelsOption = None,
+    input: InputOption = None,
     no_cache: NoCacheOption = False,
     format: FormatOption = Format.table,
 ) -> None:
@@ -620,7 +668,13 @@ def sizes(
     from .inspect.render import sizes_view
 
     with model_prints_to_stderr():
-        scan = api.valid_sizes(model, in_channels=in_channels, up_to=up_to, cache=not no_cache)
+        scan = api.valid_sizes(
+            model,
+            in_channels=in_channels,
+            inputs=only_one_way(input, None, None, in_channels),
+            up_to=up_to,
+            cache=not no_cache,
+        )
     emit(sizes_view(scan), format)
 
 
@@ -643,6 +697,7 @@ def memory(
     batch: batch_option("Images per batch. Default: the seed recipe's (registry), else 32.") = None,
     in_channels: ChannelsOption = None,
     classes: ClassesOption = None,
+    input: InputOption = None,
     optimizer: OptimizerOption = Optimizer.sgd,
     precision: Annotated[
         Precision,
@@ -705,6 +760,7 @@ def memory(
             batch=batch,
             in_channels=in_channels,
             num_classes=classes,
+            inputs=only_one_way(input, size, batch, in_channels),
             optimizer=optimizer.value,
             precision=precision.value,
             device=device,

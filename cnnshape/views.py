@@ -13,7 +13,6 @@ import functools
 import io
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -187,9 +186,38 @@ def to_string(view: View, fmt: Format) -> str:
 
 
 def json_text(data: Any) -> str:
-    """The one JSON writer of every command: indented, shapes and rows of numbers on one line,
+    """The one JSON writer of every command: indented, with every small flat value (a shape,
+    an edge such as {"source": "n3", "shape": [1, 64, 24, 24]}, a row of numbers) on one line;
     and valid JSON always: a number that is not finite (a diverged loss) is null."""
-    return _compact_number_lists(json.dumps(_finite(data), indent=2, allow_nan=False, default=str))
+    return _dumped(_finite(json.loads(json.dumps(data, default=str))), 0)
+
+
+_ONE_LINE = 96  # a flat value up to this long stays on one line
+
+
+def _dumped(value: Any, level: int) -> str:
+    flat = json.dumps(value, allow_nan=False)
+    if _is_scalar(value) or _is_flat(value) and len(flat) <= _ONE_LINE:
+        return flat
+    inner, outer = "  " * (level + 1), "  " * level
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k)}: {_dumped(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{outer}}}"
+    items = [f"{inner}{_dumped(v, level + 1)}" for v in value]
+    return "[\n" + ",\n".join(items) + f"\n{outer}]"
+
+
+def _is_flat(value: Any) -> bool:
+    """A scalar; a list of scalars (a shape); a dict of scalars and such lists (an edge)."""
+    if isinstance(value, list):
+        return all(_is_scalar(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_scalar(v) or _is_flat(v) and isinstance(v, list) for v in value.values())
+    return True
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, (dict, list))
 
 
 def _finite(data: Any) -> Any:
@@ -200,12 +228,3 @@ def _finite(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [_finite(value) for value in data]
     return data
-
-
-def _compact_number_lists(text: str) -> str:
-    """Put shapes like [1, 64, 24, 24] on one line instead of one number per line."""
-    return re.sub(
-        r"\[([-\d\s,.e]+)\]",
-        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
-        text,
-    )

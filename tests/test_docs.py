@@ -50,6 +50,18 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.conv(x)
+
+
+class Audio(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, 16, 9, stride=4)
+        self.pool = nn.MaxPool1d(4)
+        self.conv2 = nn.Conv1d(16, 32, 9, stride=4)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.conv2(self.pool(self.conv1(x).relu())))
 """
 # ... and, for `cnnshape eval`, a run folder made by this command (random images: no data).
 SMOKE_RUN = (

@@ -88,6 +88,11 @@ def test_a_ratio_without_a_base_is_a_dash():
     assert ratio(None) == "–"
 
 
+def test_json_keeps_long_strings_and_nested_values_whole():
+    data = {"error": "x" * 200, "rows": [[1, 2]], "edges": [{"source": "n0", "shape": [1, 2]}]}
+    assert json.loads(json_text(data)) == data
+
+
 def test_json_is_valid_whatever_the_numbers():
     data = {"loss": float("nan"), "peak": float("inf"), "rows": [[1, 2], [3, 4]], "ok": 0.5}
     text = json_text(data)

@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -98,12 +99,41 @@ def max_bytes() -> int:
         ) from None
 
 
-def remembered(kind: str, request: dict[str, Any], compute: Callable[[], T], cls: type[T]) -> T:
-    """``compute()``'s result for ``request``, from the cache when it holds it.
+def cached(kind: str, cls: type, *, measured: Callable[[dict[str, Any]], bool]):
+    """Make a function's ``cache=True`` calls answer from the cache.
 
-    ``cls`` is the result's dataclass: it is stored as ``dataclasses.asdict`` gives it and
-    rebuilt by ``cls.from_fields``."""
-    if not enabled() or not cacheable(str(request.get("model", ""))):
+    The key is the call's bound arguments (defaults filled in, ``cache`` left out); the first
+    argument is the model reference, which decides whether the answer can be cached at all
+    (`cacheable`), and ``measured(arguments)`` says when it is a measurement, never cached.
+    ``cls`` is the result's dataclass: stored as ``dataclasses.asdict`` gives it, rebuilt by
+    ``cls.from_fields``."""
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            if not arguments.pop("cache") or measured(arguments):
+                return function(**arguments, cache=False)
+            reference = str(next(iter(arguments.values())))
+            return remembered(
+                kind, reference, arguments, lambda: function(**arguments, cache=False), cls
+            )
+
+        return wrapper
+
+    return decorate
+
+
+def remembered(
+    kind: str, reference: str, request: dict[str, Any], compute: Callable[[], T], cls: type[T]
+) -> T:
+    """``compute()``'s result for ``request`` (about the model ``reference``), from the cache
+    when it holds it."""
+    if not enabled() or not cacheable(reference):
         return compute()
     path = _entry(kind, request)
     found = _load(path, cls)

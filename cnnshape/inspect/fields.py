@@ -78,12 +78,15 @@ class FieldTracker(TorchDispatchMode):
         super().__init__()
         self.fields = WeakTensorKeyDictionary()  # no id reuse: entries die with their tensor
         self.largest: Field | None = None  # the model's field: the largest not pooled
+        self.seeded = False
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False  # as _FlopCounter: no torch._dynamo import (a second) for nothing
 
     def seed(self, x: torch.Tensor) -> None:
+        """Fields are over ``x``'s spatial axes (all but batch and channels)."""
+        self.seeded = True
         if x.dim() > 2:
             self.fields[x] = Field((1,) * (x.dim() - 2), (1,) * (x.dim() - 2))
 
@@ -138,8 +141,13 @@ def _grown(op, args, kwargs, field: Field) -> Field | None:
 
 
 def _expand(value, dims: int) -> list[int]:
+    """A window's sizes for the ``dims`` trailing axes the field has. A 1-D op can reach the
+    dispatcher as its 2-D form on an unsqueezed tensor (max_pool1d as max_pool2d with a
+    1 x k window): the window's leading sizes then belong to no axis of the field."""
     value = [value] if isinstance(value, int) else list(value)
-    return value * dims if len(value) == 1 else value
+    if len(value) == 1:
+        return value * dims
+    return ([1] * (dims - len(value)) + value)[-dims:]
 
 
 def _window(field: Field, kernel, stride, dilation) -> Field:

@@ -51,6 +51,12 @@ def size_range(lo: int, hi: int) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+def _output_shapes(row) -> str:
+    if row.output_shape is None and row.output_shapes:
+        return "; ".join(map(shape, row.output_shapes))
+    return shape(row.output_shape)
+
+
 def _window_column(header: str, attribute: str, **options) -> Column:
     """A kernel, stride, padding, field or jump (3x3): a figure, never wrapped."""
     return Column(
@@ -67,7 +73,7 @@ def _window_column(header: str, attribute: str, **options) -> Column:
 LAYER_COLUMNS: tuple[Column, ...] = (
     Column("Layer", lambda r: r.name, lambda r: "  " * (r.depth - 1) + r.name),  # a tree
     Column("Type", lambda r: r.type, dispensable=1),
-    Column("Output shape", lambda r: r.output_shape, lambda r: shape(r.output_shape)),
+    Column("Output shape", lambda r: r.output_shape or r.output_shapes, _output_shapes),
     _window_column("Kernel", "kernel_size", dispensable=4),
     _window_column("Stride", "stride", dispensable=5),
     _window_column("Padding", "padding", dispensable=6),
@@ -107,7 +113,7 @@ def report_view(report: Report, fields: bool = False) -> View:
     timed, predicted = report.timing is not None, report.step_memory is not None
     batch = report.input_shape[0]
     facts = [
-        f"Input shape: {shape(report.input_shape)}   Output shape: {shape(report.output_shape)}",
+        _io_line(report),
         f"Total params: {report.total_params:,}   Trainable params: {report.trainable_params:,}",
         f"Total MACs: {report.total_macs:,} ({human(report.total_macs)})   "
         f"Total FLOPs: {report.total_flops:,} ({human(report.total_flops)})"
@@ -142,12 +148,38 @@ def report_view(report: Report, fields: bool = False) -> View:
         _drop(data, "saved_bytes")
         del data["train_step"]
     return View(
-        title=f"{report.model} at {shape(report.input_shape)}, depth {report.depth}",
+        title=f"{report.model} at {_inputs_text(report)}, depth {report.depth}",
         columns=choose(LAYER_COLUMNS, rf=fields, time=timed, memory=predicted),
         items=report.rows,
         data=data,
         footer=facts + notes,
     )
+
+
+def _single(report: Report) -> bool:
+    """One positional input and one output tensor: the book's case, said as it always was."""
+    inputs, outputs = report.inputs, report.outputs
+    return len(inputs) == 1 and not inputs[0]["name"] and len(outputs) == 1
+
+
+def _inputs_text(report: Report) -> str:
+    """[1, 1, 96, 96]; several: image=[1, 3, 8, 8], [1, 5]; a dtype other than float32 too."""
+    if not report.inputs or _single(report) and report.inputs[0]["dtype"] == "float32":
+        return shape(report.input_shape)
+    return ", ".join(_tensor_text(i, f"{i['name']}=" if i["name"] else "") for i in report.inputs)
+
+
+def _tensor_text(tensor: dict, prefix: str) -> str:
+    dtype = "" if tensor["dtype"] == "float32" else f" {tensor['dtype']}"
+    return f"{prefix}{shape(tensor['shape'])}{dtype}"
+
+
+def _io_line(report: Report) -> str:
+    if _single(report) or not report.outputs:
+        inputs = _inputs_text(report)
+        return f"Input shape: {inputs}   Output shape: {shape(report.output_shape)}"
+    outputs = ", ".join(_tensor_text(o, f"{o['path']}: ") for o in report.outputs)
+    return f"Inputs: {_inputs_text(report)}   Outputs: {outputs}"
 
 
 def _drop(data: dict, *keys: str) -> None:
@@ -258,7 +290,10 @@ def compare_view(summaries) -> View:
             "Conv+Linear: number of convolution and Linear layers executed "
             "(VGG-11 has 11; ResNet-18 counts its three 1x1 shortcut convolutions too)."
         ),
-        Note("RF: receptive field (HxW) of the last layer before global pooling. " + FIELD_NOTE),
+        Note(
+            "RF: receptive field (per spatial axis: HxW for an image) of the last layer "
+            "before global pooling. " + FIELD_NOTE
+        ),
     ]
     if timed is not None:
         notes.append(
@@ -316,13 +351,24 @@ SIZE_COLUMNS: tuple[Column, ...] = (
 )
 
 
+def _scanned_inputs(scan) -> str:
+    return {1: "inputs", 2: "square inputs"}.get(scan.pattern.count("xS"), "inputs")
+
+
+def _accepted(scan) -> str:
+    if scan.valid:
+        return scan.describe_valid()
+    noun = {1: "length", 2: "square size"}.get(scan.pattern.count("xS"), "size")
+    return f"no {noun} up to {scan.checked_up_to}"
+
+
 def sizes_view(scan) -> View:
     return View(
-        title=f"{scan.model}: square inputs 1x{scan.in_channels}xSxS, S = 1..{scan.checked_up_to}",
+        title=f"{scan.model}: {_scanned_inputs(scan)} {scan.pattern}, S = 1..{scan.checked_up_to}",
         columns=list(SIZE_COLUMNS),
         items=scan.ranges(),
         data=scan.to_dict(),
-        footer=[f"Accepted: {scan.describe_valid()}"],
+        footer=[f"Accepted: {_accepted(scan)}"],
     )
 
 

@@ -28,8 +28,10 @@ FIELD_NOTE = (
     "Fields are theoretical (padding included, largest over all paths) and may exceed the input."
 )
 FIELD_CONVENTION = (
-    "RF: receptive field, the input positions (HxW) one output position can depend on; Jump: "
-    "input positions between neighbouring outputs. " + FIELD_NOTE + " Global pooling spans "
+    "RF: receptive field, the input positions (per spatial axis: HxW for an image) one "
+    "output position can depend on; Jump: input positions between neighbouring outputs. "
+    + FIELD_NOTE
+    + " Global pooling spans "
     "the whole input; the model's field is its last layer's before global pooling."
 )
 
@@ -43,11 +45,19 @@ Shape = list[int]
 
 
 @dataclass
-class Row:
-    """One call of one module during the forward pass."""
+class Edge:
+    """A tensor a node takes: the node (or input) that gives it, and its shape."""
 
-    name: str  # qualified name in the model, e.g. "3.1.p2_2"
-    type: str  # class name, e.g. "Conv2d"
+    source: str  # a node's id ("n3") or an input's ("input:0", "input:ids")
+    shape: Shape
+
+
+@dataclass
+class Row:
+    """One call of one module, or one functional op (--ops), during the forward pass."""
+
+    name: str  # qualified name in the model, e.g. "3.1.p2_2"; an op: "3.1.cat"
+    type: str  # class name, e.g. "Conv2d"; an op's name, e.g. "cat"
     depth: int  # 1 for the model's direct children
     output_shape: Shape | None  # None when the output is not a single tensor
     params: int  # parameters of this module and everything inside it
@@ -60,10 +70,19 @@ class Row:
     time_ms: float | None = None  # measured (--time): median of the repeats
     time_iqr_ms: float | None = None  # measured: interquartile range
     saved_bytes: int | None = None  # predicted (--memory): kept by this call for backward
+    kind: str = "module"  # or "op": a functional op (cat, add, relu) on the path
+    id: str = ""  # the node's id in the graph, stable between runs: "n0", "n1", ...
+    inputs: list[Edge] = field(default_factory=list)  # the flow tensors it takes
+    output_shapes: list[Shape] | None = None  # every output tensor's, when it gives several
 
     @property
     def macs(self) -> int:
         return flops_to_macs(self.flops)
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Row:
+        """The inverse of ``dataclasses.asdict`` (the cache's)."""
+        return cls(**{**fields, "inputs": [Edge(**e) for e in fields["inputs"]]})
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,6 +97,10 @@ class Row:
             "time_ms",
             "time_iqr_ms",
             "saved_bytes",
+            "kind",
+            "id",
+            "inputs",
+            "output_shapes",
         ):
             data[key] = data.pop(key)
         return data
@@ -103,6 +126,11 @@ class Report:
     jump: list[int] | None = None
     timing: Timing | None = None  # measured, with --time
     step_memory: StepMemory | None = None  # a training step's predicted memory, with --memory
+    # Every input ({"name", "shape", "dtype", "id"}) and output tensor ({"path": 'out[0]',
+    # "shape", "dtype", "source": the node that gives it}).
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    ops_shown: bool = False  # the rows include functional ops (--ops)
 
     @property
     def total_macs(self) -> int:
@@ -113,7 +141,7 @@ class Report:
         """The inverse of ``dataclasses.asdict`` for a report without timing (the cache's)."""
         if fields.get("timing") is not None or fields.get("step_memory") is not None:
             raise ValueError("a measured or --memory report is not rebuilt from plain fields")
-        return cls(**{**fields, "rows": [Row(**row) for row in fields["rows"]]})
+        return cls(**{**fields, "rows": [Row.from_fields(row) for row in fields["rows"]]})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +158,9 @@ class Report:
             "activation_bytes": self.activation_bytes,
             "receptive_field": self.receptive_field,
             "jump": self.jump,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "ops_shown": self.ops_shown,
             "timing": self.timing.to_dict() if self.timing else None,
             "train_step": self.step_memory.to_dict() if self.step_memory else None,
         }
@@ -181,6 +212,15 @@ class SizeScan:
     checked_up_to: int
     valid: list[tuple[int, int]]
     invalid: list[SizeRange] = field(default_factory=list)
+    pattern: str = "1x1xSxS"  # the scanned input: 1x3xSxS (an image), 1x1xS (a waveform)
+
+    @property
+    def what(self) -> str:
+        """What one size is: a square input's side, a waveform's length, ..."""
+        axes = self.pattern.count("xS")
+        return {1: "inputs of length", 2: "square inputs of size"}.get(
+            axes, f"inputs {self.pattern} of size S ="
+        )
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> SizeScan:
@@ -202,8 +242,9 @@ class SizeScan:
         return any(lo <= size <= hi for lo, hi in self.valid)
 
     def describe_valid(self) -> str:
+        """'193-224 (checked up to 1024)', or 'none up to 1024'."""
         if not self.valid:
-            return f"no square size up to {self.checked_up_to}"
+            return f"none up to {self.checked_up_to}"
         ranges = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in self.valid)
         return f"{ranges} (checked up to {self.checked_up_to})"
 
@@ -211,6 +252,7 @@ class SizeScan:
         return {
             "model": self.model,
             "in_channels": self.in_channels,
+            "input": self.pattern,
             "valid": [[lo, hi] for lo, hi in self.valid],
             "checked_up_to": self.checked_up_to,
             "invalid": [vars(r) for r in self.invalid],

@@ -1,4 +1,5 @@
-"""Which square input sizes a network accepts, and why the others fail.
+"""Which input sizes a network accepts, and why the others fail: every size S of the first
+input's spatial axes (a square image SxS, a waveform of length S, a clip SxSxS).
 
 Every size from 1 to ``up_to`` is checked, none is guessed. It stays cheap because a layer's
 output shape depends only on its input shape: each layer's result is memoized per input
@@ -9,13 +10,14 @@ shape, and after the first strided layer most sizes collapse onto a few shapes (
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from ..errors import CnnshapeError, WalkError
+from .inputs import InputSpec, as_specs
 from .report import DEFAULT_UP_TO, Report, SizeRange, SizeScan
 from .walk import shape_only, walk
 
@@ -26,16 +28,23 @@ class _Failed:
 
 
 def scan_sizes(
-    model: nn.Module, in_channels: int = 1, up_to: int = DEFAULT_UP_TO, *, name: str | None = None
+    model: nn.Module,
+    inputs: int | Sequence[InputSpec] = 1,
+    up_to: int = DEFAULT_UP_TO,
+    *,
+    name: str | None = None,
 ) -> SizeScan:
-    """Check every square input ``1x{in_channels}xSxS`` for S in 1..up_to."""
+    """Check every size S in 1..up_to of the first input's spatial axes (all but batch and
+    channels, each set to S), the other inputs as given. ``inputs`` may be just the channels
+    of one image: ``1 x in_channels x S x S``."""
     if up_to < 1:
         raise CnnshapeError(f"The largest size to check must be at least 1, not {up_to}.")
+    specs = _scanned(inputs)
     name = name or type(model).__name__
     with shape_only(model) as dummy:
-        propagate = _Propagator(model, dummy)
+        propagate = _Propagator(model, dummy, specs)
         with propagate.installed():
-            outcomes = [propagate((1, in_channels, s, s)) for s in range(1, up_to + 1)]
+            outcomes = [propagate(s) for s in range(1, up_to + 1)]
 
     valid, failed_runs = [], []
     for lo, hi, outcome in _runs(outcomes):
@@ -43,8 +52,28 @@ def scan_sizes(
             failed_runs.append((lo, hi))
         else:
             valid.append((lo, hi))
-    invalid = [_explain(model, name, in_channels, lo, hi) for lo, hi in failed_runs]
-    return SizeScan(name, in_channels, up_to, valid, invalid)
+    invalid = [_explain(model, name, specs, lo, hi) for lo, hi in failed_runs]
+    first = specs[0]
+    pattern = "x".join(map(str, first.shape[:2])) + "xS" * (len(first.shape) - 2)
+    return SizeScan(name, first.shape[1], up_to, valid, invalid, pattern=pattern)
+
+
+def _scanned(inputs: int | Sequence[InputSpec]) -> list[InputSpec]:
+    specs = [InputSpec((1, inputs, 1, 1))] if isinstance(inputs, int) else list(inputs)
+    if len(specs[0].shape) < 3:
+        raise CnnshapeError(
+            f"The input {specs[0].describe()} has no spatial axis to scan (it is "
+            "batch x features).",
+            "`cnnshape sizes` scans the axes after batch and channels: give such an input.",
+        )
+    return specs
+
+
+def at_size(specs: Sequence[InputSpec], size: int) -> list[InputSpec]:
+    """The inputs with the first one's spatial axes set to ``size``."""
+    first = specs[0]
+    scanned = replace(first, shape=(*first.shape[:2], *[size] * (len(first.shape) - 2)))
+    return [scanned, *specs[1:]]
 
 
 class _Refused(Exception):
@@ -67,14 +96,21 @@ class _Propagator:
     of the innermost layer that refused it.
     """
 
-    def __init__(self, model: nn.Module, dummy):
+    def __init__(self, model: nn.Module, dummy, specs: list[InputSpec]):
         self.model = model
         self.dummy = dummy
+        self.specs = specs
         self.memo: dict[tuple[int, tuple[int, ...]], tuple[int, ...] | _Failed | None] = {}
 
-    def __call__(self, shape: tuple[int, ...]) -> tuple[int, ...] | _Failed | None:
+    def __call__(self, size: int) -> tuple[int, ...] | _Failed | None:
+        args, kwargs = [], {}
+        for spec in at_size(self.specs, size):
+            if spec.name:
+                kwargs[spec.name] = self.dummy(spec)
+            else:
+                args.append(self.dummy(spec))
         try:
-            out = self.model(self.dummy(shape))
+            out = self.model(*args, **kwargs)
         except _Refused as refused:
             return refused.failed
         except (Exception, SystemExit):  # a model's own code may call sys.exit()
@@ -106,7 +142,9 @@ class _Propagator:
             result = self.memo[key]
             if isinstance(result, _Failed):
                 raise _Refused(result)
-            return forward(x) if result is None else self.dummy(result)
+            if result is None:
+                return forward(x)
+            return self.dummy(InputSpec(result, str(x.dtype).removeprefix("torch.")))
 
         return call
 
@@ -143,10 +181,10 @@ def _runs(outcomes):
             start = i
 
 
-def _explain(model, name, in_channels, lo, hi) -> SizeRange:
+def _explain(model, name, specs, lo, hi) -> SizeRange:
     """Walk once at the first failing size of a run to say why in words."""
     try:
-        walk(model, (1, in_channels, lo, lo), name=name)
+        walk(model, at_size(specs, lo), name=name)
     except WalkError as err:
         return SizeRange(lo, hi, err.layer or "(model)", err.reason)
     # Unreachable unless the model's shapes depend on more than the input shape.
@@ -154,18 +192,17 @@ def _explain(model, name, in_channels, lo, hi) -> SizeRange:
 
 
 def walk_explained(
-    model: nn.Module, input_shape: tuple[int, ...], depth: int = 1, *, name: str | None = None
+    model: nn.Module, inputs, depth: int = 1, *, name: str | None = None, ops: bool = False
 ) -> Report:
-    """``walk``, and when an image-shaped input is refused, an error whose hint names the
-    square sizes the model does accept (none: no hint, the failure is not about size)."""
+    """``walk``, and when an input with spatial axes is refused, an error whose hint names
+    the sizes the model does accept (none: no hint, the failure is not about size)."""
     try:
-        return walk(model, input_shape, depth, name=name)
+        return walk(model, inputs, depth, name=name, ops=ops)
     except WalkError as err:
-        if len(input_shape) != 4 or err.hint is not None:
+        specs = as_specs(inputs)
+        if len(specs[0].shape) < 3 or err.hint is not None:
             raise
-        scan = scan_sizes(model, input_shape[1], name=name)
+        scan = scan_sizes(model, specs, name=name)
         if not scan.valid:
             raise
-        raise err.with_hint(
-            f"{scan.model} accepts square inputs of size {scan.describe_valid()}."
-        ) from err
+        raise err.with_hint(f"{scan.model} accepts {scan.what} {scan.describe_valid()}.") from err

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .._common import input_device_and_dtype, left_as_it_was
+from .inputs import InputSpec, as_specs
 
 
 @dataclass
@@ -72,33 +73,50 @@ class Timing:
 
 def time_model(
     model: nn.Module,
-    input_shape: tuple[int, ...],
+    inputs,
     *,
     warmup: int = 3,
     repeats: int = 20,
     layers: list[str] | None = None,
 ) -> tuple[Timing, list[tuple[str, Measured]]]:
-    """Time ``model``'s forward on a random input, and the calls of the named ``layers``.
+    """Time ``model``'s forward on random inputs (a shape, or specs as the walk takes them),
+    and the calls of the named ``layers``.
 
     Returns the whole forward's timing (runs without hooks, so nothing is added to it) and
     one (name, Measured) per layer call, in execution order. Eval mode, no_grad; the model
     is left as it was: same flags and buffers, no hooks.
     """
+    specs = as_specs(inputs)
     device, dtype = input_device_and_dtype(model)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    x = torch.randn(input_shape, dtype=dtype, device=device)
+    args, kwargs = [], {}
+    for spec in specs:
+        x = _random(spec, dtype, device)
+        if spec.name:
+            kwargs[spec.name] = x
+        else:
+            args.append(x)
     with left_as_it_was(model), torch.no_grad():
         model.eval()
 
         def forward():
-            model(x)
+            model(*args, **kwargs)
 
         for _ in range(warmup):
             forward()
         whole = _repeat(forward, repeats, sync)
         calls = _time_layers(model, forward, set(layers), repeats, sync) if layers else []
-    timing = Timing(str(device), warmup, repeats, torch.get_num_threads(), whole, input_shape[0])
+    batch = specs[0].shape[0]
+    timing = Timing(str(device), warmup, repeats, torch.get_num_threads(), whole, batch)
     return timing, calls
+
+
+def _random(spec: InputSpec, model_dtype: torch.dtype, device) -> torch.Tensor:
+    """Normal noise for a floating input; zeros for an integer one (a valid index)."""
+    dtype = getattr(torch, spec.dtype) if spec.dtype else model_dtype
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(spec.shape, dtype=dtype, device=device)
+    return torch.zeros(spec.shape, dtype=dtype, device=device)
 
 
 def _repeat(run: Callable[[], None], repeats: int, sync) -> Measured:

@@ -18,10 +18,11 @@ walk. (Counting on real tensors would differ: on the CPU, ``FlopCounterMode`` do
 from __future__ import annotations
 
 import contextlib
-import math
+import dataclasses
+import inspect
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,8 +31,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .._common import input_device_and_dtype, left_as_it_was
 from ..errors import CnnshapeError, WalkError
 from . import flop_formulas
-from .fields import Field, FieldTracker
-from .report import Report, Row, Shape
+from .capture import Capture, Node
+from .fields import FieldTracker
+from .inputs import InputSpec, as_specs
+from .report import Edge, Report, Row, Shape
 from .shapes import ShapeRules
 
 flop_registry = flop_formulas.flop_registry()
@@ -59,56 +62,24 @@ class _FlopCounter(TorchDispatchMode):
         return out
 
 
-@dataclass
-class _Call:
-    """One module call, filled in by the pre-hook (start) and the post-hook (end)."""
-
-    name: str
-    module: nn.Module
-    input_shape: Shape | None
-    flops_at_start: int
-    output_shape: Shape | None = None
-    output_bytes: int = 0
-    flops: int = 0
-    field: Field | None = None
-    finished: bool = False
-
-    @property
-    def depth(self) -> int:
-        return self.name.count(".") + 1
-
-    def to_row(self) -> Row:
-        m = self.module
-        spatial_dims = len(self.output_shape) - 2 if self.output_shape else 2
-        return Row(
-            name=self.name,
-            type=type(m).__name__,
-            depth=self.depth,
-            output_shape=self.output_shape,
-            params=sum(p.numel() for p in m.parameters()),
-            flops=self.flops,
-            kernel_size=_as_list(getattr(m, "kernel_size", None), spatial_dims),
-            stride=_as_list(getattr(m, "stride", None), spatial_dims),
-            padding=_as_list(getattr(m, "padding", None), spatial_dims),
-            receptive_field=list(self.field.rf) if self.field else None,
-            jump=list(self.field.jump) if self.field else None,
-        )
-
-
 def walk(
     model: nn.Module,
-    input_shape: tuple[int, ...] | list[int],
+    inputs: Any,
     depth: int = 1,
     *,
     name: str | None = None,
+    ops: bool = False,
 ) -> Report:
-    """Walk a dummy input of ``input_shape`` through ``model`` and report every layer.
+    """Walk dummy inputs through ``model`` and report every layer (and with ``ops``, every
+    functional op on the path: ``cat``, ``add``, ``relu``, ...).
 
-    ``depth`` 1 lists the model's direct children (the book's ``for layer in net``); deeper
-    levels expand blocks, in execution order. The model is left exactly as it was: same mode,
-    same device, same buffers, no hooks.
+    ``inputs``: a shape ``(1, 3, 224, 224)``, a list of shapes (one per positional input),
+    `InputSpec`s (a dtype, a keyword) or tensors (their shape and dtype). ``depth`` 1 lists
+    the model's direct children (the book's ``for layer in net``); deeper levels expand
+    blocks, in execution order. The model is left exactly as it was: same mode, same device,
+    same buffers, no hooks.
     """
-    input_shape = _check_input_shape(input_shape)
+    specs = as_specs(inputs)
     if depth < 1:
         raise CnnshapeError(
             f"Depth must be at least 1, not {depth}.",
@@ -116,49 +87,58 @@ def walk(
         )
     name = name or type(model).__name__
     check_no_cycle(model, name)
-    qualified = {m: n for n, m in model.named_modules() if n}
-    calls: list[_Call] = []
-    open_calls: list[_Call] = []  # the modules whose forward is running, innermost last
+    _check_signature(model, specs, name)
     counter = _FlopCounter()
     fields = FieldTracker()
-
-    def before(module, args):
-        first = args[0] if args else None
-        shape = list(first.shape) if isinstance(first, torch.Tensor) else None
-        call = _Call(qualified[module], module, shape, counter.flops)
-        calls.append(call)
-        open_calls.append(call)
-
-    def after(module, args, output):
-        call = open_calls.pop()
-        call.output_shape = _shape_of(output)
-        call.output_bytes = _bytes_of(output)
-        call.flops = counter.flops - call.flops_at_start
-        call.field = fields.field_of(output)
-        call.finished = True
-
-    handles = []
+    capture = Capture(model, lambda: counter.flops)
     with shape_only(model) as dummy:
+        args, kwargs, inputs_given = [], {}, []
+        for index, spec in enumerate(specs):
+            tensor = dummy(spec)
+            node_id = input_id(index, spec)
+            capture.mark_input(tensor, node_id)
+            if tensor.is_floating_point() and not fields.seeded:
+                fields.seed(tensor)  # receptive fields are over the first float input's axes
+            if spec.name:
+                kwargs[spec.name] = tensor
+            else:
+                args.append(tensor)
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            inputs_given.append({**spec.to_dict(), "dtype": dtype, "id": node_id})
         try:
-            for module in qualified:
-                handles.append(module.register_forward_pre_hook(before))
-                handles.append(module.register_forward_hook(after))
-            x = dummy(input_shape)
-            fields.seed(x)
-            with counter, fields:
-                output = model(x)
+            with counter, fields, capture.hooked():
+                output = model(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # a model's own code may call sys.exit()
-            failing = open_calls[-1] if open_calls else None
+            failing = capture.open[-1] if capture.open else None
             raise _walk_error(
-                name, input_shape, depth, model, calls, counter.flops, failing, exc
+                name, inputs_given, depth, ops, model, capture, counter.flops, failing, exc
             ) from exc
-        finally:
-            for handle in handles:
-                handle.remove()
+        return _report(
+            name, inputs_given, depth, ops, model, capture, counter.flops, output, fields
+        )
 
-    return _report(
-        name, input_shape, depth, model, calls, counter.flops, _shape_of(output), fields.largest
-    )
+
+def input_id(index: int, spec: InputSpec) -> str:
+    """The graph's name for an input: ``input:0``, or ``input:ids`` for a keyword."""
+    return f"input:{spec.name or index}"
+
+
+def _check_signature(model: nn.Module, specs: list[InputSpec], name: str) -> None:
+    """The inputs against forward's signature, before anything runs: the wrong number of
+    inputs or an unknown keyword says what forward takes."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a builtin or C++ forward: let the call say
+        return
+    positional = [object()] * sum(1 for s in specs if not s.name)
+    try:
+        signature.bind(*positional, **{s.name: object() for s in specs if s.name})
+    except TypeError as err:
+        given = ", ".join(s.describe() for s in specs)
+        raise CnnshapeError(
+            f"{name}.forward{signature} cannot take the inputs {given}: {err}.",
+            "Give one --input per argument forward takes, in order (NAME=DIMS for a keyword).",
+        ) from None
 
 
 def check_no_cycle(model: nn.Module, name: str) -> None:
@@ -189,39 +169,136 @@ def _qualified(path: list[tuple[str, nn.Module]], module: nn.Module) -> str:
     return ".".join(names[1 : at + 1]) or "the model itself"
 
 
-def _report(
-    name, input_shape, depth, model, calls, total_flops, output_shape, field: Field | None = None
-) -> Report:
-    finished = [c for c in calls if c.finished]
-    leaves = [c for c in finished if not any(True for _ in c.module.children())]
+def _report(name, inputs, depth, ops, model, capture, total_flops, output, fields) -> Report:
+    nodes = [n for n in capture.nodes if n.finished]
+    modules = [n for n in nodes if n.kind == "module"]
+    leaves = [n for n in modules if n.is_leaf_module]
     params = list(model.parameters())
+    shown = [n for n in nodes if n.depth <= depth and (ops or n.kind == "module")]
+    visible = {n.id for n in shown}
+    by_id = {n.id: n for n in capture.nodes}
+    outputs = _tensor_paths(output, "out")
+    field = fields.largest
     return Report(
         model=name,
-        input_shape=list(input_shape),
+        input_shape=list(inputs[0]["shape"]),
         depth=depth,
-        rows=[c.to_row() for c in finished if c.depth <= depth],
+        rows=[_row(n, fields, _visible_sources(n, visible, by_id, depth)) for n in shown],
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         total_flops=total_flops,
         param_bytes=sum(p.numel() * p.element_size() for p in params),
-        activation_bytes=sum(c.output_bytes for c in leaves),
-        num_weight_layers=sum(isinstance(c.module, _WEIGHT_LAYERS) for c in finished),
-        output_shape=output_shape,
+        activation_bytes=sum(_bytes_of(n.outputs) for n in leaves),
+        num_weight_layers=sum(isinstance(n.module, _WEIGHT_LAYERS) for n in modules),
+        output_shape=list(outputs[0][1].shape) if len(outputs) == 1 else None,
         receptive_field=list(field.rf) if field else None,
         jump=list(field.jump) if field else None,
+        inputs=inputs,
+        outputs=[
+            {
+                "path": path,
+                "shape": list(t.shape),
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "source": _visible(capture.source_of(t), visible, by_id, depth),
+            }
+            for path, t in outputs
+        ],
+        ops_shown=ops,
     )
 
 
 _WEIGHT_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 
 
-def _walk_error(
-    name, input_shape, depth, model, calls, flops, failing: _Call | None, exc
-) -> WalkError:
-    partial = _report(name, input_shape, depth, model, calls, flops, None)
-    shape = fmt_shape(input_shape)
+def _row(node, fields, sources) -> Row:
+    m = node.module
+    first = node.outputs[0] if node.outputs else None
+    output_shape = list(first.shape) if first is not None and len(node.outputs) == 1 else None
+    spatial_dims = len(output_shape) - 2 if output_shape else 2
+    field = fields.field_of(first) if first is not None else None
+    return Row(
+        name=node.name,
+        type=node.type,
+        depth=node.depth,
+        output_shape=output_shape,
+        params=sum(p.numel() for p in m.parameters()) if m is not None else 0,
+        flops=node.flops,
+        kernel_size=_as_list(getattr(m, "kernel_size", None), spatial_dims),
+        stride=_as_list(getattr(m, "stride", None), spatial_dims),
+        padding=_as_list(getattr(m, "padding", None), spatial_dims),
+        receptive_field=list(field.rf) if field else None,
+        jump=list(field.jump) if field else None,
+        kind=node.kind,
+        id=node.id,
+        inputs=[Edge(source, shape) for source, shape in sources],
+        output_shapes=[list(t.shape) for t in node.outputs] if len(node.outputs) > 1 else None,
+    )
+
+
+def _visible_sources(node, visible, by_id, depth) -> list[tuple[str, Shape]]:
+    """Where each tensor ``node`` takes comes from, among the nodes shown: a layer deeper
+    than ``depth`` stands for the block at ``depth`` around it, and a hidden op (no --ops)
+    for the nodes its own inputs come from."""
+    found = []
+    for source, shape in node.sources:
+        for shown in _visible_all(source, visible, by_id, depth):
+            if (shown, shape) not in found:
+                found.append((shown, shape))
+    return found
+
+
+def _visible(source, visible, by_id, depth) -> str | None:
+    shown = _visible_all(source, visible, by_id, depth)
+    return shown[0] if len(shown) == 1 else None
+
+
+def _visible_all(source, visible, by_id, depth) -> list[str]:
+    if source is None or source in visible or source.startswith("input:"):
+        return [source] if source is not None else []
+    node = by_id[source]
+    ancestor = node.parent
+    while ancestor is not None and ancestor.depth > depth:
+        ancestor = ancestor.parent
+    if node.depth > depth and ancestor is not None and ancestor.id in visible:
+        return [ancestor.id]
+    found = []  # a hidden op: where its own inputs come from
+    for inner, _ in node.sources:
+        found += [s for s in _visible_all(inner, visible, by_id, depth) if s not in found]
+    return found
+
+
+def _described(given: dict) -> str:
+    """1x3x224x224 (as the messages have always said it), ids=1x128:int64."""
+    text = fmt_shape(given["shape"])
+    if given["dtype"] not in ("float32", "float64", "float16", "bfloat16"):
+        text += f":{given['dtype']}"
+    return f"{given['name']}={text}" if given["name"] else text
+
+
+def _tensor_paths(output, path: str) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of an output with its path: out, out[0], out["map"], out.logits."""
+    if isinstance(output, torch.Tensor):
+        return [(path, output)]
+    if isinstance(output, dict):  # Hugging Face's ModelOutput is a dict too
+        items = [(f"{path}[{key!r}]", value) for key, value in output.items()]
+    elif isinstance(output, (tuple, list)):
+        fields_ = getattr(output, "_fields", None)  # a namedtuple: by name
+        keys = [f".{f}" for f in fields_] if fields_ else [f"[{i}]" for i in range(len(output))]
+        items = [(path + key, value) for key, value in zip(keys, output, strict=True)]
+    elif dataclasses.is_dataclass(output) and not isinstance(output, type):
+        items = [(f"{path}.{f.name}", getattr(output, f.name)) for f in dataclasses.fields(output)]
+    else:
+        return []
+    return [found for key, value in items for found in _tensor_paths(value, key)]
+
+
+def _walk_error(name, inputs, depth, ops, model, capture, flops, failing, exc) -> WalkError:
+    partial = _report(name, inputs, depth, ops, model, capture, flops, None, FieldTracker())
+    shape = ", ".join(_described(i) for i in inputs)
     if failing is None:
         reason = _first_line(exc)
+        if capture.failed_op:
+            reason = f"its {capture.failed_op}: {reason}"
         return WalkError(
             f"{name} cannot take a {shape} input: {reason}",
             layer=None,
@@ -231,7 +308,9 @@ def _walk_error(
             partial=partial,
         )
     layer_type = type(failing.module).__name__
-    reason = explain_failure(failing.module, failing.input_shape, exc, calls)
+    reason = explain_failure(failing.module, failing.input_shape, exc, capture.nodes)
+    if capture.failed_op and not failing.is_leaf_module:
+        reason = f"its {capture.failed_op}: {reason}"
     message = (
         f"{name} cannot take a {shape} input: layer {failing.name} ({layer_type}) "
         f"receives {fmt_shape(failing.input_shape)}, and {reason}."
@@ -247,7 +326,7 @@ def _walk_error(
 
 
 def explain_failure(
-    module: nn.Module, input_shape: Shape | None, exc: Exception, calls: list[_Call]
+    module: nn.Module, input_shape: Shape | None, exc: Exception, calls: list[Node]
 ) -> str:
     """Say in words why ``module`` could not take ``input_shape``."""
     if isinstance(exc, SystemExit):
@@ -324,36 +403,24 @@ def _rank_refused(module: nn.Module, input_shape: Shape | None) -> str | None:
     return f"it takes {batched}, or {n + 1}-D without the batch, not {rank}-D"
 
 
-def _check_input_shape(shape) -> tuple[int, ...]:
-    shape = tuple(shape)
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise CnnshapeError(
-            f"Input shape {shape} is not a tuple of positive integers.",
-            "Give (batch, channels, height, width), e.g. (1, 1, 224, 224).",
-        )
-    if math.prod(shape) > _LARGEST_TENSOR:
-        raise CnnshapeError(
-            f"An input of shape {fmt_shape(shape)} has {math.prod(shape):.3g} elements, more "
-            "than a PyTorch tensor can hold (2^63 - 1).",
-            "Give a smaller --batch, --size or --in-channels.",
-        )
-    return shape
-
-
-_LARGEST_TENSOR = 2**63 - 1  # sizes and element counts are int64 in PyTorch
-
-
 @contextlib.contextmanager
-def shape_only(model: nn.Module) -> Iterator[Callable[[tuple[int, ...]], torch.Tensor]]:
-    """Run ``model`` on data-free dummy inputs: yields ``dummy(shape) -> tensor``.
+def shape_only(model: nn.Module) -> Iterator[Callable[[InputSpec], torch.Tensor]]:
+    """Run ``model`` on data-free dummy inputs: yields ``dummy(spec) -> tensor``.
 
     Inside: eval mode (BatchNorm1d at batch 1 works; dropout is a no-op), no autograd, and
     meta or fake tensors, so nothing is computed or allocated. On exit the model is as it was.
+    A floating input without a dtype of its own takes the model's (a float64 model gets
+    float64 images); an integer one is zeros, a valid index into any Embedding.
     """
-    device, dtype = input_device_and_dtype(model)
+    device, model_dtype = input_device_and_dtype(model)
+
+    def dummy(spec: InputSpec) -> torch.Tensor:
+        dtype = getattr(torch, spec.dtype) if spec.dtype else model_dtype
+        return torch.zeros(spec.shape, dtype=dtype, device=device)
+
     with left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model), ShapeRules():
         model.eval()
-        yield lambda shape: torch.empty(shape, dtype=dtype, device=device)
+        yield dummy
 
 
 def _no_real_arithmetic(model: nn.Module):
@@ -368,10 +435,6 @@ def _no_real_arithmetic(model: nn.Module):
     from torch._subclasses.fake_tensor import FakeTensorMode  # imported only when needed
 
     return FakeTensorMode(allow_non_fake_inputs=True)
-
-
-def _shape_of(output) -> Shape | None:
-    return list(output.shape) if isinstance(output, torch.Tensor) else None
 
 
 def _bytes_of(output) -> int:
