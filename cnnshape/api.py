@@ -61,6 +61,7 @@ def summary(
     args: tuple = (),
     kwargs: dict[str, Any] | None = None,
     ops: bool = False,
+    convention: str = "torch",
     name: str | None = None,
 ) -> Report:
     """Walk ``model`` on dummy inputs, as torchinfo's ``summary`` takes them.
@@ -68,13 +69,44 @@ def summary(
     ``input_size``: one shape (``(1, 1, 224, 224)``) or a list of shapes, one per positional
     input. ``args`` and ``kwargs``: positional and keyword inputs, each a shape, a tensor (its
     shape and dtype; its values are not used) or an `InputSpec`. ``ops`` adds functional ops
-    (``cat``, ``add``, ``relu``) as rows. Returns a Report that prints as a table (terminal,
+    (``cat``, ``add``, ``relu``) as rows. ``convention``: how MACs are counted, ``torch``
+    (FlopCounterMode's), ``fvcore`` or ``ptflops`` (those tools' totals); the report names
+    the ops the convention has no formula for. Returns a Report that prints as a table (terminal,
     Jupyter) and has ``.to_dict()``. If a layer refuses the input, raises WalkError naming it
     and, for inputs with spatial axes, the sizes the network does accept.
     """
     from .inspect.sizes import walk_explained
+    from .inspect.walk import DataDependent
 
-    return walk_explained(model, _specs(input_size, args, kwargs), depth, name=name, ops=ops)
+    specs = _specs(input_size, args, kwargs)
+    options = {"ops": ops, "convention": convention}
+    try:
+        return walk_explained(model, specs, depth, name=name, **options)
+    except DataDependent as needs_values:
+        if any(p.is_meta for p in model.parameters()):
+            raise CnnshapeError(
+                f"{name or type(model).__name__} reads its tensors' values ({needs_values}): "
+                "a model on the meta device cannot be walked.",
+                "Build it with real weights (on the CPU): the walk then runs it for real.",
+            ) from None
+        return _walked_for_real(model, specs, depth, name, needs_values, options)
+
+
+def _walked_for_real(model, specs, depth, name, needs_values, options) -> Report:
+    """The walk on real random inputs (seed 0), saying why: the honest fallback for a model
+    whose shapes depend on values (a detector's non-maximum suppression)."""
+    import torch
+
+    from .inspect.walk import walk
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        report = walk(model, specs, depth, name=name, real=True, **options)
+    report.fallback = (
+        f"walked on real tensors on the CPU (random inputs, seed 0): {needs_values}, which "
+        "meta tensors cannot compute; the shapes after it depend on the values"
+    )
+    return report
 
 
 def _specs(input_size, args=(), kwargs=None) -> list[InputSpec]:
@@ -124,6 +156,8 @@ def show(
     inputs: list[InputSpec] | None = None,
     depth: int = 1,
     ops: bool = False,
+    convention: str = "torch",
+    strict: bool = False,
     timed: TimeSettings | None = None,
     memory_on: str | None = None,
     cache: bool = False,
@@ -134,14 +168,20 @@ def show(
     ``package.module:factory`` (see cnnshape.inspect.sources). Channels and classes default to
     the model's own (registry: 1 and 10; torchvision and timm: 3 and 1000). ``inputs`` (specs
     of any rank, dtype and number, see ``inspect.inputs``) replace the one image of ``size``,
-    ``batch`` and ``in_channels``. ``ops`` adds functional ops as rows. ``timed`` also runs
+    ``batch`` and ``in_channels``. ``ops`` adds functional ops as rows. ``convention``: how
+    MACs are counted (torch, fvcore, ptflops); ``strict`` refuses a partial count (ops the
+    convention has no formula for). ``timed`` also runs
     the model for real and fills ``report.timing`` and each layer's measured time.
     ``memory_on`` (a device) predicts a training step's memory (`memory`, with plain SGD) and
     fills ``report.step_memory`` and what each row saves for backward. ``cache``: answer from
     (and remember in) the result cache (``cnnshape.inspect.cache``).
     """
     target, model, specs = _target_and_inputs(name, size, batch, in_channels, num_classes, inputs)
-    report = summary(model, specs, depth, ops=ops, name=target.name)
+    report = _walk_target(
+        target, model, specs, in_channels, num_classes, depth, ops=ops, convention=convention
+    )
+    if strict:
+        _check_complete(report)
     if memory_on is not None:
         report.step_memory = _train_step(model, report, memory_on)
         for row in report.rows:
@@ -159,6 +199,36 @@ def show(
             assert row.name == layer, "the timed forward ran other layers than the walk"
             row.time_ms, row.time_iqr_ms = measured.median_ms, measured.spread_ms
     return report
+
+
+def _walk_target(
+    target, model, specs, in_channels, num_classes, depth=1, explained=True, **options
+) -> Report:
+    """The walk of a model built on the meta device (``explained``: a refused size names
+    the sizes it takes); one that reads its tensors' values is built again with real
+    weights on the CPU and walked for real, saying so."""
+    from .inspect.sizes import walk_explained
+    from .inspect.walk import DataDependent, walk
+
+    try:
+        return (walk_explained if explained else walk)(
+            model, specs, depth, name=target.name, **options
+        )
+    except DataDependent as needs_values:
+        real_model, _ = target.build(in_channels, num_classes, device="cpu")
+        return _walked_for_real(real_model, specs, depth, target.name, needs_values, options)
+
+
+def _check_complete(report: Report) -> None:
+    """--strict: a count that left out ops with arithmetic is an error naming them."""
+    if report.complete:
+        return
+    ops = ", ".join(f"{op} ({calls} calls)" for op, calls in report.uncounted.items())
+    raise CnnshapeError(
+        f"{report.model}'s count is partial: the {report.convention} convention has no formula "
+        f"for {ops}.",
+        "Leave out --strict for the partial count, or try another --convention.",
+    )
 
 
 def _target_and_inputs(name, size, batch, in_channels, num_classes, inputs):
@@ -278,6 +348,9 @@ class ModelSummary:
             data["output_shape"] = self.report.output_shape
             data.update(self.figures())
             data["weight_layers"] = self.report.num_weight_layers
+            data["convention"] = self.report.convention
+            data["complete"] = self.report.complete
+            data["uncounted"] = self.report.uncounted
             data["receptive_field"] = self.report.receptive_field
             data["relative"] = self.relative
             if self.timing is not None:
@@ -296,6 +369,8 @@ def compare(
     in_channels: int | None = None,
     num_classes: int | None = None,
     inputs: list[InputSpec] | None = None,
+    convention: str = "torch",
+    strict: bool = False,
     timed: TimeSettings | None = None,
     memory_on: str | None = None,
     cache: bool = False,
@@ -317,12 +392,17 @@ def compare(
             in_channels=in_channels,
             num_classes=num_classes,
             inputs=inputs,
+            convention=convention,
             timed=timed,
             memory_on=memory_on,
             cache=cache,
         )
         for ref in _expand(patterns)
     ]
+    if strict:
+        for s in summaries:
+            if s.report is not None:
+                _check_complete(s.report)
     base = next((s for s in summaries if s.report is not None), None)
     if base is not None:
         for s in summaries:
@@ -346,16 +426,17 @@ def _expand(patterns: list[str]) -> list[str]:
     measured=lambda a: a["timed"] is not None or a["memory_on"] is not None,
 )
 def _summarize(
-    ref, size, *, batch, in_channels, num_classes, inputs, timed, memory_on, cache
+    ref, size, *, batch, in_channels, num_classes, inputs, convention, timed, memory_on, cache
 ) -> ModelSummary:
-    from .inspect.walk import walk
 
     target, model, specs = _target_and_inputs(ref, size, batch, in_channels, num_classes, inputs)
     shape = list(specs[0].shape)
     scan = scan_sizes(model, inputs=specs, name=target.name) if len(shape) > 2 else None
     valid = scan.valid if scan is not None else []
     try:
-        report = walk(model, specs, name=target.name)
+        report = _walk_target(
+            target, model, specs, in_channels, num_classes, explained=False, convention=convention
+        )
     except WalkError as err:
         return ModelSummary(target.name, shape, valid, None, error=err.message)
     timing = _measure(target, in_channels, num_classes, specs, timed)[0] if timed else None

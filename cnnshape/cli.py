@@ -27,7 +27,7 @@ from . import __version__
 from ._common import launch_rank, launched, parse_bytes, writable_target
 from .errors import CnnshapeError, WalkError
 from .inspect.inputs import check_names, parse_input
-from .inspect.report import DEFAULT_UP_TO
+from .inspect.report import CONVENTION_NAMES, DEFAULT_UP_TO
 from .train.config import DATASETS, PRECISIONS
 from .views import Format, View, json_text, table, to_string
 
@@ -441,6 +441,34 @@ def _value(choice: Enum | None) -> str | None:
     return None if choice is None else choice.value
 
 
+Convention = _choices("Convention", CONVENTION_NAMES)
+
+
+@dataclass
+class CountOptions:
+    """How MACs are counted (show, compare)."""
+
+    convention: Annotated[
+        Convention,
+        typer.Option(
+            "--convention",
+            help="torch: FlopCounterMode's formulas (matrix products, convolutions, "
+            "attention; biases, norms, activations, pooling and additions left out on "
+            "purpose). fvcore, ptflops: reproduce those tools' totals (fvcore also counts "
+            "batch/layer norm and upsampling; ptflops biases, norms, activations and pooling "
+            "by module). Ops a convention has no formula for are named and mark the count "
+            "partial.",
+        ),
+    ] = Convention.torch
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Make a partial count an error naming the ops."),
+    ] = False
+
+    def settings(self) -> dict:
+        return {"convention": self.convention.value, "strict": self.strict}
+
+
 @dataclass
 class DataOptions:
     """Which images a run trains or is evaluated on (train, eval)."""
@@ -551,7 +579,7 @@ def list_command(
 
 @app.command()
 @friendly_errors
-@with_options(shape=InputOptions, timing=TimeOptions, output=OutputOptions)
+@with_options(shape=InputOptions, count=CountOptions, timing=TimeOptions, output=OutputOptions)
 def show(
     model: ModelArgument,
     depth: Annotated[
@@ -576,6 +604,7 @@ def show(
     no_cache: NoCacheOption = False,
     *,
     shape: InputOptions,
+    count: CountOptions,
     timing: TimeOptions,
     output: OutputOptions,
 ) -> None:
@@ -596,6 +625,7 @@ def show(
             **shape.shape(),
             depth=depth,
             ops=ops,
+            **count.settings(),
             timed=timing.settings(),
             memory_on=(timing.device or "auto") if memory else None,
             cache=not no_cache,
@@ -609,7 +639,7 @@ def show(
 
 @app.command()
 @friendly_errors
-@with_options(shape=InputOptions, timing=TimeOptions, output=OutputOptions)
+@with_options(shape=InputOptions, count=CountOptions, timing=TimeOptions, output=OutputOptions)
 def compare(
     models: Annotated[
         list[str],
@@ -622,6 +652,7 @@ def compare(
     no_cache: NoCacheOption = False,
     *,
     shape: InputOptions,
+    count: CountOptions,
     timing: TimeOptions,
     output: OutputOptions,
 ) -> None:
@@ -637,6 +668,7 @@ def compare(
         summaries = api.compare(
             models,
             **shape.shape(),
+            **count.settings(),
             timed=timing.settings(),
             memory_on=(timing.device or "auto") if memory else None,
             cache=not no_cache,

@@ -322,6 +322,7 @@ def test_show_takes_inputs_of_any_rank_and_dtype(models):
         "name": "ids",
         "shape": [2, 9],
         "dtype": "int64",
+        "count": None,
         "id": "input:ids",
     }
 

@@ -57,14 +57,21 @@ class InputSpec:
     shape: tuple[int, ...]
     dtype: str | None = None
     name: str | None = None
+    count: int | None = None  # a list of this many such tensors (a detector's images)
 
     def describe(self) -> str:
-        """``ids=1x128:int64``, as --input spells it."""
+        """``ids=1x128:int64``, as --input spells it; a list of two images: ``2 x 3x800x800``."""
         text = "x".join(map(str, self.shape)) + (f":{self.dtype}" if self.dtype else "")
+        text = f"{self.count} x {text}" if self.count is not None else text
         return f"{self.name}={text}" if self.name else text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "count": self.count,
+        }
 
 
 def parse_input(text: str) -> InputSpec:

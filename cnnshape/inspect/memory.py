@@ -70,8 +70,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from .conventions import TORCH
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -90,6 +93,16 @@ class LayerMemory:
     name: str  # qualified module name ("features.0"), or "(loss)" for the loss
     type: str  # module class name
     saved_bytes: int  # storages first saved for backward inside this module (each counted once)
+
+
+@dataclass(frozen=True)
+class LayerFlops:
+    """FLOPs one module ran in a training step: its forward and the backward of its ops."""
+
+    name: str  # as LayerMemory's
+    type: str
+    forward: int
+    backward: int
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,12 @@ class StepMemory:
     # optimizer temporaries. Sums to ``peak``.
     at_peak: dict[str, int]
     layers: list[LayerMemory] = field(default_factory=list)  # forward order
+    # FLOPs of the step (FlopCounterMode's formulas: FLOPs = 2 x MACs): forward with the
+    # loss, backward, optimizer step; and per module, the innermost one that ran each op.
+    forward_flops: int = 0
+    backward_flops: int = 0
+    optimizer_flops: int = 0
+    layer_flops: list[LayerFlops] = field(default_factory=list)
     input_shape: tuple[int, ...] = ()
     optimizer: str = "sgd"
     precision: str = "fp32"
@@ -130,10 +149,15 @@ class StepMemory:
         """What the steady-state step starts with: all that persists between steps."""
         return self.parameters + self.buffers + self.gradients + self.optimizer_state + self.inputs
 
+    @property
+    def flops(self) -> int:
+        return self.forward_flops + self.backward_flops + self.optimizer_flops
+
     def to_dict(self) -> dict:
         values = asdict(self)
         values["input_shape"] = list(self.input_shape)
         values["live_at_step_start"] = self.live_at_step_start
+        values["flops"] = self.flops
         return values
 
 
@@ -356,6 +380,7 @@ class _StepRecord:
     backward_peak: int
     saved_activations: int
     layers: list[LayerMemory]
+    flops: _StepFlops
 
 
 @dataclass
@@ -417,18 +442,21 @@ def _one_step(
     opt.zero_grad()  # set_to_none: last step's gradients are freed here
     tracker.phase = "forward"
     model.train()
-    with saved.recording(), _autocast(precision, device):
+    flops = _StepFlops(saved)
+    with saved.recording(), _autocast(precision, device), flops.counting("forward"):
         logits = model(batch)
         loss = loss_fn(logits, labels)
     saved_activations, layers = saved.summary(tracker, _persistent_storages(model, batch, labels))
     tracker.phase = "backward"
     live_at_backward = tracker.live
     tracker.phase_peak = live_at_backward
-    _Backward(scaler.scale(loss), saved, tracker).run()
+    with flops.counting("backward"):
+        _Backward(scaler.scale(loss), saved, tracker, flops).run()
     backward_peak = tracker.phase_peak
     tracker.phase = "optimizer"
-    scaler.step(opt)
-    scaler.update()
+    with flops.counting("optimizer"):
+        scaler.step(opt)
+        scaler.update()
     del logits, loss
     tracker.phase = "between steps"
     _classify_persistent(tracker, model, opt, scaler)
@@ -441,6 +469,7 @@ def _one_step(
         backward_peak,
         saved_activations,
         layers,
+        flops,
     )
 
 
@@ -461,6 +490,10 @@ def _step_memory(run: _Run, input_shape, optimizer, precision, device) -> StepMe
         backward_transient=steady.backward_peak - steady.live_at_backward,
         at_peak={k: v for k, v in steady.at_peak.items() if v},
         layers=steady.layers,
+        forward_flops=steady.flops.total["forward"],
+        backward_flops=steady.flops.total["backward"],
+        optimizer_flops=steady.flops.total["optimizer"],
+        layer_flops=steady.flops.per_layer(),
         input_shape=tuple(input_shape),
         optimizer=optimizer,
         precision=precision,
@@ -831,6 +864,88 @@ class _SavedTensorLog:
         return sum(per_layer.values()), layers
 
 
+# ---- the step's FLOPs ---------------------------------------------------------------------------
+
+
+class _StepFlops:
+    """FLOPs of one step by phase and by module, FlopCounterMode's formulas at dispatch.
+
+    A forward op belongs to the innermost module running it (the saved-tensor log's module
+    stack). A backward op belongs to the module whose forward made the graph node running
+    it: each node is tied to that module when its forward op returns, which only a
+    torch-function hook sees (below autograd, at dispatch, outputs have no grad_fn yet). A
+    node made inside a composite op (cross-entropy's log_softmax) goes with the node that
+    ran before it, its consumer in the same op."""
+
+    def __init__(self, log: _SavedTensorLog):
+        self.log = log
+        self.total: Counter[str] = Counter()
+        self.by_layer: dict[str, Counter[str]] = {}
+        self.owners: dict[object, str] = {}  # graph node -> module name
+        self.phase = "forward"
+        self.backward_layer = _LOSS_LAYER
+
+    @contextlib.contextmanager
+    def counting(self, phase: str) -> Iterator[None]:
+        self.phase = phase
+        with _FlopsAtDispatch(self), _NodeOwners(self) if phase == "forward" else _nothing():
+            yield
+
+    def layer(self) -> str:
+        if self.phase == "forward":
+            return self.log.stack[-1] if self.log.stack else _LOSS_LAYER
+        return self.backward_layer if self.phase == "backward" else "(optimizer)"
+
+    def add(self, flops: int) -> None:
+        self.total[self.phase] += flops
+        self.by_layer.setdefault(self.layer(), Counter())[self.phase] += flops
+
+    def backward_of(self, node) -> None:
+        self.backward_layer = self.owners.get(node, self.backward_layer)
+
+    def per_layer(self) -> list[LayerFlops]:
+        return [
+            LayerFlops(name, self.log.types.get(name, ""), c["forward"], c["backward"])
+            for name, c in self.by_layer.items()
+            if name != "(optimizer)"
+        ]
+
+
+_nothing = contextlib.nullcontext
+
+
+class _FlopsAtDispatch(TorchDispatchMode):
+    def __init__(self, flops: _StepFlops):
+        super().__init__()
+        self.flops = flops
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as the walk's counter: no torch._dynamo import for nothing
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = TORCH.count(func, args, kwargs, out)
+        if count:
+            self.flops.add(2 * count)  # the convention counts MACs
+        return out
+
+
+class _NodeOwners(TorchFunctionMode):
+    def __init__(self, flops: _StepFlops):
+        super().__init__()
+        self.flops = flops
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            node = getattr(tensor, "grad_fn", None) if isinstance(tensor, torch.Tensor) else None
+            if node is not None and node not in self.flops.owners:
+                self.flops.owners[node] = self.flops.layer()
+        return out
+
+
 # ---- the backward pass, as the autograd engine runs it ------------------------------------------
 
 
@@ -845,10 +960,17 @@ class _Backward:
     strides match the parameter's, copying it otherwise.
     """
 
-    def __init__(self, loss: torch.Tensor, saved: _SavedTensorLog, tracker: _StorageTracker):
+    def __init__(
+        self,
+        loss: torch.Tensor,
+        saved: _SavedTensorLog,
+        tracker: _StorageTracker,
+        flops: _StepFlops,
+    ):
         self.loss = loss
         self.saved = saved
         self.tracker = tracker
+        self.flops = flops
         self.buffers: dict[object, list] = {}  # node -> its input gradients so far
         self.holders: Counter[int] = Counter()  # tensor id -> buffer slots holding it
         self.dependencies: Counter = Counter()  # node -> edges still to deliver to it
@@ -877,6 +999,7 @@ class _Backward:
     def _evaluate(self, node) -> None:
         """Engine::evaluate_function: run the node, release it, pass its gradients on."""
         grads = self._take(node)
+        self.flops.backward_of(node)
         if type(node).__name__ == "AccumulateGrad":
             self._accumulate_grad(node.variable, grads[0])
             return

@@ -117,11 +117,16 @@ def report_view(report: Report, fields: bool = False) -> View:
         f"Total params: {report.total_params:,}   Trainable params: {report.trainable_params:,}",
         f"Total MACs: {report.total_macs:,} ({human(report.total_macs)})   "
         f"Total FLOPs: {report.total_flops:,} ({human(report.total_flops)})"
-        + (f"   for a batch of {batch}" if batch > 1 else ""),
+        + (f"   for a batch of {batch}" if batch > 1 else "")
+        + ("" if report.complete else "   (partial: see below)"),
         f"Parameter memory: {megabytes(report.param_bytes)}   "
         f"Activation memory: {megabytes(report.activation_bytes)}",
     ]
-    notes = [Note(COUNTING_CONVENTION), Note(MEMORY_CONVENTION)]
+    if not report.complete:
+        facts.append(uncounted_line(report))
+    if report.fallback:
+        facts.append(f"Note: {report.fallback}.")
+    notes = [Note(counting_note(report.convention)), Note(MEMORY_CONVENTION)]
     data = report.to_dict()
     if fields:
         facts[0] += (
@@ -153,6 +158,25 @@ def report_view(report: Report, fields: bool = False) -> View:
         items=report.rows,
         data=data,
         footer=facts + notes,
+    )
+
+
+def counting_note(convention: str) -> str:
+    """What the MACs count: the default's sentence, or the chosen convention's."""
+    if convention == "torch":
+        return COUNTING_CONVENTION
+    from .conventions import CONVENTIONS  # only a walk under that convention gets here
+
+    return (
+        f"MACs as {convention} counts them: {CONVENTIONS[convention].description} FLOPs = 2 x MACs."
+    )
+
+
+def uncounted_line(report: Report) -> str:
+    ops = ", ".join(f"{op} x {calls}" for op, calls in report.uncounted.items())
+    return (
+        f"Partial count: ops that compute but that {report.convention} has no formula for: "
+        f"{ops} (--strict makes this an error)."
     )
 
 
@@ -284,8 +308,10 @@ COMPARE_COLUMNS: tuple[Column, ...] = (
 def compare_view(summaries) -> View:
     timed = next((s.timing for s in summaries if s.timing is not None), None)
     predicted = any(s.train_peak is not None for s in summaries)
+    walked = [s.report for s in summaries if s.report is not None]
+    convention = walked[0].convention if walked else "torch"
     notes = [
-        Note("xN: relative to the first model that fits. " + COUNTING_CONVENTION),
+        Note("xN: relative to the first model that fits. " + counting_note(convention)),
         Note(
             "Conv+Linear: number of convolution and Linear layers executed "
             "(VGG-11 has 11; ResNet-18 counts its three 1x1 shortcut convolutions too)."
@@ -311,6 +337,7 @@ def compare_view(summaries) -> View:
             )
         )
     failures = [f"{s.model}: {s.error}" for s in summaries if s.report is None]
+    failures += [f"{r.model}: {uncounted_line(r)}" for r in walked if not r.complete]
     return View(
         "Comparison",
         choose(COMPARE_COLUMNS, time=timed is not None, memory=predicted),
@@ -525,6 +552,9 @@ def memory_view(report) -> View:
         f"backward; the backward pass adds up to {byte_size(step.backward_transient)} on top.",
         f"Per batch: {byte_size(report.fixed_bytes)} + {byte_size(report.per_image_bytes)} per "
         "image (the batch-size law, from exact steps at batches 8 and 16).",
+        f"FLOPs of the step: {human(step.forward_flops)} forward (with the loss), "
+        f"{human(step.backward_flops)} backward, {human(step.optimizer_flops)} in the "
+        f"optimizer: {human(step.flops)} (FlopCounterMode's formulas; FLOPs = 2 x MACs).",
     ]
     if report.resident_bytes is not None:
         facts.append(

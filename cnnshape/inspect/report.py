@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from .memory import StepMemory
     from .timing import Timing
 
+# inspect.conventions.CONVENTIONS's names (a test keeps them equal): that module imports torch.
+CONVENTION_NAMES = ("torch", "fvcore", "ptflops")
 COUNTING_CONVENTION = (
     "MACs = multiply-accumulates of convolutions and matrix products (Linear layers); "
     "FLOPs = 2 x MACs, as torch.utils.flop_counter.FlopCounterMode counts them. "
@@ -131,6 +133,16 @@ class Report:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     ops_shown: bool = False  # the rows include functional ops (--ops)
+    # Why the walk ran on real tensors instead of meta ones (None: it did not).
+    fallback: str | None = None
+    convention: str = "torch"  # how MACs are counted (inspect.conventions)
+    # Ops that computed but that the convention has no formula for: name -> calls. Any at
+    # all make the totals partial.
+    uncounted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.uncounted
 
     @property
     def total_macs(self) -> int:
@@ -161,6 +173,10 @@ class Report:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "ops_shown": self.ops_shown,
+            "fallback": self.fallback,
+            "convention": self.convention,
+            "complete": self.complete,
+            "uncounted": self.uncounted,
             "timing": self.timing.to_dict() if self.timing else None,
             "train_step": self.step_memory.to_dict() if self.step_memory else None,
         }

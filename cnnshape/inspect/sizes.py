@@ -192,12 +192,13 @@ def _explain(model, name, specs, lo, hi) -> SizeRange:
 
 
 def walk_explained(
-    model: nn.Module, inputs, depth: int = 1, *, name: str | None = None, ops: bool = False
+    model: nn.Module, inputs, depth: int = 1, *, name: str | None = None, **options
 ) -> Report:
-    """``walk``, and when an input with spatial axes is refused, an error whose hint names
-    the sizes the model does accept (none: no hint, the failure is not about size)."""
+    """``walk`` (``options``: its ``ops``, ``convention``), and when an input with spatial
+    axes is refused, an error whose hint names the sizes the model does accept (none: no
+    hint, the failure is not about size)."""
     try:
-        return walk(model, inputs, depth, name=name, ops=ops)
+        return walk(model, inputs, depth, name=name, **options)
     except WalkError as err:
         specs = as_specs(inputs)
         if len(specs[0].shape) < 3 or err.hint is not None:

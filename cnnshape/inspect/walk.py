@@ -1,17 +1,21 @@
-"""The inspection walk: one forward pass of a dummy input, layer by layer, with no real arithmetic.
+"""The inspection walk: one forward pass of dummy inputs, node by node, with no real arithmetic.
 
-The input is a meta tensor (for a model built on the meta device, as the CLI builds them) or
-a fake tensor (``FakeTensorMode``, for a model with real weights): every op computes its
+The inputs are meta tensors (for a model built on the meta device, as the CLI builds them)
+or fake tensors (``FakeTensorMode``, for a model with real weights): every op computes its
 output's shape, dtype and device, but no data, so the walk costs the same at 4096x4096 as
-at 28x28 and never allocates activations. FLOPs are counted at the dispatch level with the
-formulas of ``torch.utils.flop_counter`` (the ones ``FlopCounterMode`` uses), so functional
-ops inside a module's forward (``F.conv2d``, ``x @ w``) count too, and the totals equal
-``FlopCounterMode``'s exactly. Receptive fields are tracked in the same pass, also at the
-dispatch level (``fields.py``). The few ops whose meta kernels are slow Python get their
-shapes from exact rules (``shapes.py``), so a walk costs milliseconds, not PyTorch start-up.
+at 28x28 and never allocates activations. The pass is captured as a dataflow graph of
+module calls and functional ops (``capture.py``). MACs are counted under a convention
+(``conventions.py``): by default at the dispatch level with the formulas of
+``torch.utils.flop_counter`` (the ones ``FlopCounterMode`` uses), so functional ops inside a
+module's forward (``F.conv2d``, ``x @ w``) count too, and the totals equal
+``FlopCounterMode``'s exactly; ``fvcore`` and ``ptflops`` reproduce those tools' totals. Ops
+that compute but that the convention has no formula for are named, and make the total
+partial. Receptive fields are tracked in the same pass, also at the dispatch level
+(``fields.py``). The few ops whose meta kernels are slow Python get their shapes from exact
+rules (``shapes.py``), so a walk costs milliseconds, not PyTorch start-up.
 
-This is the one way cnnshape counts FLOPs: ``show``, ``compare`` and the training header all
-walk. (Counting on real tensors would differ: on the CPU, ``FlopCounterMode`` does not see
+This is the one way cnnshape counts: ``show``, ``compare`` and the training header all walk.
+(Counting on real tensors would differ: on the CPU, ``FlopCounterMode`` does not see
 ``scaled_dot_product_attention``, whose CPU kernel it has no formula for.)
 """
 
@@ -26,40 +30,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._common import input_device_and_dtype, left_as_it_was
 from ..errors import CnnshapeError, WalkError
-from . import flop_formulas
 from .capture import Capture, Node
+from .conventions import CONVENTIONS, Tally
 from .fields import FieldTracker
 from .inputs import InputSpec, as_specs
 from .report import Edge, Report, Row, Shape
 from .shapes import ShapeRules
-
-flop_registry = flop_formulas.flop_registry()
-
-
-class _FlopCounter(TorchDispatchMode):
-    """Running FLOP total of every aten op dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.flops = 0
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # PyTorch wraps __torch_dispatch__ in dynamo.disable, which imports torch._dynamo
-        # (about a second) on first call. Counting never runs under torch.compile.
-        return False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        count = flop_registry.get(func._overloadpacket)
-        if count is not None:
-            self.flops += count(*args, **kwargs, out_val=out)
-        return out
 
 
 def walk(
@@ -69,9 +48,15 @@ def walk(
     *,
     name: str | None = None,
     ops: bool = False,
+    real: bool = False,
+    convention: str = "torch",
 ) -> Report:
     """Walk dummy inputs through ``model`` and report every layer (and with ``ops``, every
     functional op on the path: ``cat``, ``add``, ``relu``, ...).
+
+    On meta or fake tensors, unless ``real``: then the model runs on real random inputs
+    where its weights are (a detector's non-maximum suppression has a data-dependent output
+    shape, which no meta tensor can compute; `DataDependent` says when that is needed).
 
     ``inputs``: a shape ``(1, 3, 224, 224)``, a list of shapes (one per positional input),
     `InputSpec`s (a dtype, a keyword) or tensors (their shape and dtype). ``depth`` 1 lists
@@ -88,34 +73,57 @@ def walk(
     name = name or type(model).__name__
     check_no_cycle(model, name)
     _check_signature(model, specs, name)
-    counter = _FlopCounter()
+    tally = Tally(_convention(convention), model)
     fields = FieldTracker()
-    capture = Capture(model, lambda: counter.flops)
-    with shape_only(model) as dummy:
+    capture = Capture(model, lambda: 2 * tally.macs)  # FLOPs = 2 x MACs in every convention
+    with shape_only(model, real=real) as dummy:
         args, kwargs, inputs_given = [], {}, []
         for index, spec in enumerate(specs):
-            tensor = dummy(spec)
             node_id = input_id(index, spec)
-            capture.mark_input(tensor, node_id)
-            if tensor.is_floating_point() and not fields.seeded:
-                fields.seed(tensor)  # receptive fields are over the first float input's axes
+            tensors = [dummy(spec) for _ in range(spec.count or 1)]
+            for tensor in tensors:
+                capture.mark_input(tensor, node_id)
+                if tensor.is_floating_point() and not fields.seeded:
+                    fields.seed(tensor)  # receptive fields are over the first float input's
+            value = tensors if spec.count is not None else tensors[0]
             if spec.name:
-                kwargs[spec.name] = tensor
+                kwargs[spec.name] = value
             else:
-                args.append(tensor)
-            dtype = str(tensor.dtype).removeprefix("torch.")
+                args.append(value)
+            dtype = str(tensors[0].dtype).removeprefix("torch.")
             inputs_given.append({**spec.to_dict(), "dtype": dtype, "id": node_id})
         try:
-            with counter, fields, capture.hooked():
+            with tally, fields, capture.hooked():  # tally's module hooks count first
                 output = model(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # a model's own code may call sys.exit()
             failing = capture.open[-1] if capture.open else None
+            if not real and _data_dependent(exc):
+                where = failing.name if failing is not None else name
+                raise DataDependent(f"{capture.failed_op or where}: {_first_line(exc)}") from exc
             raise _walk_error(
-                name, inputs_given, depth, ops, model, capture, counter.flops, failing, exc
+                name, inputs_given, depth, ops, model, capture, tally, failing, exc
             ) from exc
-        return _report(
-            name, inputs_given, depth, ops, model, capture, counter.flops, output, fields
-        )
+        return _report(name, inputs_given, depth, ops, model, capture, tally, output, fields)
+
+
+class DataDependent(Exception):
+    """The model reads its tensors' values (non-maximum suppression, ``nonzero``,
+    ``.item()``): only real tensors can walk it."""
+
+
+_DATA_DEPENDENT = (
+    "data-dependent",
+    "data-independent",
+    "DynamicOutputShape",
+    "DataDependentOutput",
+    "cannot be called on meta tensors",
+    "trying to run this operator with meta Tensors",
+)
+
+
+def _data_dependent(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in _DATA_DEPENDENT)
 
 
 def input_id(index: int, spec: InputSpec) -> str:
@@ -169,7 +177,15 @@ def _qualified(path: list[tuple[str, nn.Module]], module: nn.Module) -> str:
     return ".".join(names[1 : at + 1]) or "the model itself"
 
 
-def _report(name, inputs, depth, ops, model, capture, total_flops, output, fields) -> Report:
+def _convention(name: str):
+    if name not in CONVENTIONS:
+        raise CnnshapeError(
+            f"Unknown counting convention {name!r}.", f"Use one of {', '.join(CONVENTIONS)}."
+        )
+    return CONVENTIONS[name]
+
+
+def _report(name, inputs, depth, ops, model, capture, tally, output, fields) -> Report:
     nodes = [n for n in capture.nodes if n.finished]
     modules = [n for n in nodes if n.kind == "module"]
     leaves = [n for n in modules if n.is_leaf_module]
@@ -186,7 +202,7 @@ def _report(name, inputs, depth, ops, model, capture, total_flops, output, field
         rows=[_row(n, fields, _visible_sources(n, visible, by_id, depth)) for n in shown],
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
-        total_flops=total_flops,
+        total_flops=2 * tally.macs,
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         activation_bytes=sum(_bytes_of(n.outputs) for n in leaves),
         num_weight_layers=sum(isinstance(n.module, _WEIGHT_LAYERS) for n in modules),
@@ -204,6 +220,8 @@ def _report(name, inputs, depth, ops, model, capture, total_flops, output, field
             for path, t in outputs
         ],
         ops_shown=ops,
+        convention=tally.convention.name,
+        uncounted=dict(sorted(tally.uncounted.items())),
     )
 
 
@@ -292,8 +310,8 @@ def _tensor_paths(output, path: str) -> list[tuple[str, torch.Tensor]]:
     return [found for key, value in items for found in _tensor_paths(value, key)]
 
 
-def _walk_error(name, inputs, depth, ops, model, capture, flops, failing, exc) -> WalkError:
-    partial = _report(name, inputs, depth, ops, model, capture, flops, None, FieldTracker())
+def _walk_error(name, inputs, depth, ops, model, capture, tally, failing, exc) -> WalkError:
+    partial = _report(name, inputs, depth, ops, model, capture, tally, None, FieldTracker())
     shape = ", ".join(_described(i) for i in inputs)
     if failing is None:
         reason = _first_line(exc)
@@ -404,21 +422,28 @@ def _rank_refused(module: nn.Module, input_shape: Shape | None) -> str | None:
 
 
 @contextlib.contextmanager
-def shape_only(model: nn.Module) -> Iterator[Callable[[InputSpec], torch.Tensor]]:
+def shape_only(
+    model: nn.Module, real: bool = False
+) -> Iterator[Callable[[InputSpec], torch.Tensor]]:
     """Run ``model`` on data-free dummy inputs: yields ``dummy(spec) -> tensor``.
 
     Inside: eval mode (BatchNorm1d at batch 1 works; dropout is a no-op), no autograd, and
-    meta or fake tensors, so nothing is computed or allocated. On exit the model is as it was.
-    A floating input without a dtype of its own takes the model's (a float64 model gets
-    float64 images); an integer one is zeros, a valid index into any Embedding.
+    meta or fake tensors, so nothing is computed or allocated; with ``real``, real random
+    inputs where the model's weights are. On exit the model is as it was. A floating input
+    without a dtype of its own takes the model's (a float64 model gets float64 images); an
+    integer one is zeros, a valid index into any Embedding.
     """
     device, model_dtype = input_device_and_dtype(model)
 
     def dummy(spec: InputSpec) -> torch.Tensor:
         dtype = getattr(torch, spec.dtype) if spec.dtype else model_dtype
+        if real and (dtype.is_floating_point or dtype.is_complex):
+            return torch.rand(spec.shape, dtype=dtype, device=device)  # an image's 0..1
         return torch.zeros(spec.shape, dtype=dtype, device=device)
 
-    with left_as_it_was(model), torch.no_grad(), _no_real_arithmetic(model), ShapeRules():
+    data_free = contextlib.nullcontext() if real else _no_real_arithmetic(model)
+    rules = contextlib.nullcontext() if real else ShapeRules()  # rules answer without data
+    with left_as_it_was(model), torch.no_grad(), data_free, rules:
         model.eval()
         yield dummy
 
