@@ -74,3 +74,36 @@ def test_no_api_name_hides_a_subpackage():
         module = importlib.import_module(f"cnnshape.{name}")
         assert getattr(cnnshape, name) is module, name
     assert not {"inspect", "train", "models"} & set(cnnshape.__all__)
+
+
+# What the command line may import when it starts (everything else, the library and torch,
+# is imported by the command that needs it): its own modules, plain data and the renderers.
+CLI_STARTS_WITH = {
+    "cnnshape",
+    "cnnshape.__version__",
+    "cnnshape._common",
+    "cnnshape.errors",
+    "cnnshape.views",
+    "cnnshape.inspect.report",
+    "cnnshape.inspect.inputs",
+    "cnnshape.train.config",
+}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The cnnshape modules a file imports when it is imported (not inside its functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = ["cnnshape", *path.relative_to(PACKAGE).parent.parts][: 2 - node.level + 1]
+            name = ".".join(base + ([node.module] if node.module else []))
+            found.add(name)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cnnshape"):
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", files("cli"), ids=lambda p: p.name)
+def test_the_command_line_starts_with_its_own_modules_and_plain_data(path):
+    imported = {m for m in top_level_imports(path) if not m.startswith("cnnshape.cli")}
+    assert imported <= CLI_STARTS_WITH, f"{path.name} imports {imported - CLI_STARTS_WITH}"
