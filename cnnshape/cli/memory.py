@@ -22,7 +22,7 @@ from .options import (
     only_one_way,
     parse_fit,
     parsed_by,
-    writable_path,
+    plot_option,
 )
 from .output import emit, model_prints_to_stderr
 
@@ -65,15 +65,7 @@ def memory(
             "Default with a CUDA GPU: the device's total memory.",
         ),
     ] = None,
-    plot: Annotated[
-        str | None,
-        typer.Option(
-            "--plot",
-            metavar="FILE.png",
-            callback=parsed_by(writable_path),
-            help="Draw memory against batch size (a new or regular file).",
-        ),
-    ] = None,
+    plot: plot_option("Draw memory against batch size (a new or regular file).") = None,
     measure: Annotated[
         bool,
         typer.Option(

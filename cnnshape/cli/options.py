@@ -284,19 +284,19 @@ class TimeOptions:
         return TimeSettings(self.device or "auto", self.warmup, self.repeats) if self.time else None
 
 
+def plot_option(help: str):
+    """--plot FILE.png, checked before any work (`writable_path`), in every command that draws."""
+    return Annotated[
+        str | None,
+        typer.Option("--plot", metavar="FILE.png", callback=parsed_by(writable_path), help=help),
+    ]
+
+
 @dataclass
 class OutputOptions:
     """Where the result goes (show, compare)."""
 
-    plot: Annotated[
-        str | None,
-        typer.Option(
-            "--plot",
-            metavar="FILE.png",
-            callback=parsed_by(writable_path),
-            help="Also draw the figures as a PNG picture (a new or regular file).",
-        ),
-    ] = None
+    plot: plot_option("Also draw the figures as a PNG picture (a new or regular file).") = None
     format: FormatOption = Format.table
 
 
