@@ -25,6 +25,7 @@ OPS_MODELS = ["torchvision:densenet121", "torchvision:resnet50", "googlenet", "d
 SIZE_CASES = [
     ("torchvision:resnet18", [(1, 3, 224, 224), (1, 3, 896, 896), (1, 3, 3584, 3584)]),
     ("nin", [(1, 1, 224, 224), (1, 1, 1024, 1024), (1, 1, 4096, 4096)]),
+    ("torchvision:r3d_18", [(1, 3, 16, 112, 112), (1, 3, 64, 448, 448)]),
 ]
 
 

@@ -11,15 +11,17 @@ found in the result cache (``cache=True``, what the CLI asks for) costs no torch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._common import default_precision
 from .errors import CnnshapeError, WalkError
 from .inspect import cache as result_cache
-from .inspect.inputs import InputSpec, as_specs, check, check_names, image
+from .inspect.inputs import InputSpec, as_specs, check, check_names
 from .inspect.report import DEFAULT_UP_TO, Report, SizeScan
 from .registry import get_spec, is_reference, list_specs, match_specs
 from .train.config import TrainSettings
@@ -41,11 +43,13 @@ def list_models() -> list[str]:
     return [spec.name for spec in list_specs()]
 
 
-def torchvision_entries() -> list[tuple[str, dict]]:
-    """Every torchvision classification model with its DEFAULT weights' published metadata."""
-    from .inspect.sources import torchvision_meta, torchvision_names
+def torchvision_entries() -> list[tuple[str, str, dict]]:
+    """Every torchvision model: its name, its family and its DEFAULT weights' published
+    metadata."""
+    from .inspect.sources import torchvision_meta
+    from .inspect.torchvision_models import families
 
-    return [(name, torchvision_meta(name)) for name in torchvision_names()]
+    return [(name, family, torchvision_meta(name)) for name, family in families().items()]
 
 
 def get_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
@@ -92,19 +96,28 @@ def summary(
         return _walked_for_real(model, specs, depth, name, needs_values, options)
 
 
-def _walked_for_real(model, specs, depth, name, needs_values, options) -> Report:
-    """The walk on real random inputs (seed 0), saying why: the honest fallback for a model
-    whose shapes depend on values (a detector's non-maximum suppression)."""
+@contextlib.contextmanager
+def _seeded() -> Iterator[None]:
+    """Random numbers from seed 0, the caller's generator state untouched."""
     import torch
-
-    from .inspect.walk import walk
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
+        yield
+
+
+def _walked_for_real(model, specs, depth, name, needs_values, options) -> Report:
+    """The walk on real random inputs (seed 0), saying why: the honest fallback for a model
+    whose shapes depend on values (a detector's non-maximum suppression)."""
+
+    from .inspect.walk import walk
+
+    with _seeded():
         report = walk(model, specs, depth, name=name, real=True, **options)
     report.fallback = (
-        f"walked on real tensors on the CPU (random inputs, seed 0): {needs_values}, which "
-        "meta tensors cannot compute; the shapes after it depend on the values"
+        f"walked on real tensors on the CPU (random weights and inputs, seed 0): "
+        f"{needs_values} reads its tensors' values, which meta tensors do not have; the "
+        "shapes after it depend on them"
     )
     return report
 
@@ -211,12 +224,18 @@ def _walk_target(
     from .inspect.walk import DataDependent, walk
 
     try:
-        return (walk_explained if explained else walk)(
+        report = (walk_explained if explained else walk)(
             model, specs, depth, name=target.name, **options
         )
     except DataDependent as needs_values:
-        real_model, _ = target.build(in_channels, num_classes, device="cpu")
-        return _walked_for_real(real_model, specs, depth, target.name, needs_values, options)
+        # Seeded weights as well as inputs: how many boxes survive a detector's NMS, and so
+        # its heads' counts, depend on both.
+        with _seeded():
+            real_model, _ = target.build(in_channels, num_classes, device="cpu")
+        report = _walked_for_real(real_model, specs, depth, target.name, needs_values, options)
+    if target.note:
+        report.fallback = "; ".join(filter(None, [target.note, report.fallback]))
+    return report
 
 
 def _check_complete(report: Report) -> None:
@@ -238,8 +257,7 @@ def _target_and_inputs(name, size, batch, in_channels, num_classes, inputs):
     target, model, channels = build_for_inspection(name, in_channels, num_classes)
     if inputs:
         return target, model, check_names([check(spec) for spec in inputs])
-    height, width = size or (target.size, target.size)
-    return target, model, image(batch, channels, height, width)
+    return target, model, target.default_inputs(model, batch, channels, size)
 
 
 def _measure(
@@ -290,8 +308,16 @@ def scan_sizes(
     """Every size S = 1..up_to of the first input's spatial axes that any ``model`` accepts
     (by default square images ``1 x in_channels x S x S``), and why it refuses the others."""
     from .inspect.sizes import scan_sizes as scan
+    from .inspect.walk import DataDependent
 
-    return scan(model, inputs or in_channels, up_to, name=name)
+    try:
+        return scan(model, inputs or in_channels, up_to, name=name)
+    except DataDependent as needs_values:
+        raise CnnshapeError(
+            f"{name or type(model).__name__} reads its tensors' values ({needs_values}): the "
+            "size scan walks every size on meta tensors, which have none.",
+            "Try one size, walked for real: cnnshape show MODEL --size S.",
+        ) from None
 
 
 @result_cache.cached("sizes", SizeScan, measured=lambda a: False)
@@ -316,7 +342,8 @@ class ModelSummary:
 
     model: str
     input_shape: list[int]
-    valid_sizes: list[tuple[int, int]]
+    # None: not scanned (no spatial axes, or a model that reads its values: see scan_sizes)
+    valid_sizes: list[tuple[int, int]] | None
     report: Report | None  # None when the model does not accept the input
     error: str | None = None
     relative: dict[str, float | None] | None = None  # each figure / the first model's
@@ -327,7 +354,8 @@ class ModelSummary:
     def from_fields(cls, fields: dict[str, Any]) -> ModelSummary:
         """The inverse of ``dataclasses.asdict`` for an unmeasured summary (the cache's)."""
         report = fields["report"] and Report.from_fields(fields["report"])
-        valid = [tuple(r) for r in fields["valid_sizes"]]
+        scanned = fields["valid_sizes"]
+        valid = None if scanned is None else [tuple(r) for r in scanned]
         return cls(**{**fields, "report": report, "valid_sizes": valid})
 
     def figures(self) -> dict[str, int]:
@@ -357,7 +385,8 @@ class ModelSummary:
                 data["timing"] = self.timing.to_dict()
             if self.train_peak is not None:
                 data["train_peak_bytes"] = self.train_peak
-        data["valid_sizes"] = [[lo, hi] for lo, hi in self.valid_sizes]
+        scanned = self.valid_sizes
+        data["valid_sizes"] = None if scanned is None else [[lo, hi] for lo, hi in scanned]
         return data
 
 
@@ -431,8 +460,7 @@ def _summarize(
 
     target, model, specs = _target_and_inputs(ref, size, batch, in_channels, num_classes, inputs)
     shape = list(specs[0].shape)
-    scan = scan_sizes(model, inputs=specs, name=target.name) if len(shape) > 2 else None
-    valid = scan.valid if scan is not None else []
+    valid = _valid_sizes_if_known(model, specs, target.name) if len(shape) > 2 else None
     try:
         report = _walk_target(
             target, model, specs, in_channels, num_classes, explained=False, convention=convention
@@ -442,6 +470,17 @@ def _summarize(
     timing = _measure(target, in_channels, num_classes, specs, timed)[0] if timed else None
     train_peak = _train_step(model, report, memory_on).peak if memory_on else None
     return ModelSummary(target.name, shape, valid, report, timing=timing, train_peak=train_peak)
+
+
+def _valid_sizes_if_known(model, specs, name) -> list[tuple[int, int]] | None:
+    """compare's sizes column: None for a model that reads its values (no scan can say)."""
+    from .inspect.sizes import scan_sizes as scan
+    from .inspect.walk import DataDependent
+
+    try:
+        return scan(model, specs, name=name).valid
+    except DataDependent:
+        return None
 
 
 def _ratio(value: int, base: int) -> float | None:
@@ -508,7 +547,7 @@ def memory(
     if precision == "auto":
         precision = default_precision(device)
     budget, source = (fit, "--fit") if fit is not None else (total, f"{device}'s total memory")
-    shape = _step_input(target, size, batch, channels, inputs)
+    shape = _step_input(target, model, size, batch, channels, inputs)
     # A size the model refuses fails here, explained; so does an output no loss can take.
     _check_classifier(summary(model, shape, name=target.name))
     if measure and device != "cpu":
@@ -543,17 +582,17 @@ def memory(
     return report
 
 
-def _step_input(target, size, batch, channels, inputs) -> tuple[int, ...]:
-    """The batch a training step takes: one floating input (an image of ``size``, or the one
-    ``inputs`` gives, of any rank), as ``cnnshape train`` feeds its models."""
-    if not inputs:
-        height, width = size or (target.size, target.size)
-        return (batch, channels, height, width)
-    (spec, *more) = inputs
-    if more or spec.name or (spec.dtype or "float32") not in _FLOAT_INPUTS:
+def _step_input(target, model, size, batch, channels, inputs) -> tuple[int, ...]:
+    """The batch a training step takes: one floating input (the model's default input of
+    ``size``, or the one ``inputs`` gives, of any rank), as ``cnnshape train`` feeds its
+    models."""
+    specs = inputs or target.default_inputs(model, batch, channels, size)
+    (spec, *more) = specs
+    floating = (spec.dtype or "float32") in _FLOAT_INPUTS
+    if more or spec.name or spec.count is not None or not floating:
         raise CnnshapeError(
             f"memory predicts a training step on one floating input batch, not "
-            f"{', '.join(i.describe() for i in inputs)}.",
+            f"{', '.join(i.describe() for i in specs)}.",
             "Give one --input such as 32x1x16000, as cnnshape train feeds a model its images.",
         )
     return check(spec).shape

@@ -48,8 +48,9 @@ def list_command(
 ) -> None:
     """Every registered architecture: aliases, default input, params, MACs/FLOPs, book section.
 
-    With --source torchvision: every torchvision classification model with its published
-    parameters, GFLOPS and minimum size (metadata of its weights, read offline).
+    With --source torchvision: every torchvision model (classification, segmentation,
+    detection, video, optical flow, quantized) with its published parameters, GFLOPS and
+    minimum size (metadata of its weights, read offline).
     """
     from ..inspect import render
 

@@ -259,6 +259,8 @@ def _per_second(rate: float | None) -> str:
 
 
 def _valid_sizes(s) -> str:
+    if s.valid_sizes is None:
+        return "–"  # not scanned
     return ", ".join(size_range(lo, hi) for lo, hi in s.valid_sizes) or "none"
 
 
@@ -441,41 +443,46 @@ def list_view(specs) -> View:
 
 TORCHVISION_COLUMNS: tuple[Column, ...] = (
     Column("Name", lambda e: e[0]),
+    Column("Family", lambda e: e[1]),
     Column(
         "Params",
-        lambda e: e[1].get("num_params"),
-        lambda e: f"{e[1]['num_params']:,}" if e[1].get("num_params") else "",
+        lambda e: e[2].get("num_params"),
+        lambda e: f"{e[2]['num_params']:,}" if e[2].get("num_params") else "",
         numeric=True,
     ),
     Column(
         "GMACs",
-        lambda e: e[1].get("_ops"),
-        lambda e: f"{e[1]['_ops']:g}" if e[1].get("_ops") else "",
+        lambda e: e[2].get("_ops"),
+        lambda e: f"{e[2]['_ops']:g}" if e[2].get("_ops") else "",
         numeric=True,
     ),
-    Column("Min size", lambda e: window(e[1].get("min_size")), breakable=False),
+    Column("Min size", lambda e: window(e[2].get("min_size")), breakable=False),
     Column("Inspect as", lambda e: f"torchvision:{e[0]}", dispensable=1),
 )
 
 
 def torchvision_list_view(entries) -> View:
-    """entries: (name, published weights metadata). Figures are torchvision's, not walked."""
+    """entries: (name, family, published weights metadata). Figures are torchvision's, not
+    walked."""
     models = [
         {
             "name": name,
+            "family": family,
             "params": meta.get("num_params"),
             "gmacs": meta.get("_ops"),
             "min_size": list(meta["min_size"]) if meta.get("min_size") else None,
         }
-        for name, meta in entries
+        for name, family, meta in entries
     ]
     note = (
-        "Params, GMACs (at the weights' crop size, 224 for most; torchvision calls them "
-        "GFLOPS) and min size: torchvision's published metadata of the DEFAULT weights, "
-        "read offline. `cnnshape show torchvision:NAME` walks the model itself."
+        "Params, GMACs (torchvision calls them GFLOPS) and min size: torchvision's published "
+        "metadata of the DEFAULT weights, read offline, measured at each model's documented "
+        "input (the weights' crop size, 224 for most classifiers; 520 for segmentation; "
+        "a list of one image for detection; 16-frame clips for video; two 512x512 images for "
+        "optical flow). `cnnshape show torchvision:NAME` walks the model itself at that input."
     )
     return View(
-        "torchvision classification models",
+        "torchvision models",
         list(TORCHVISION_COLUMNS),
         entries,
         {"models": models},

@@ -99,7 +99,8 @@ def walk(
             failing = capture.open[-1] if capture.open else None
             if not real and _data_dependent(exc):
                 where = failing.name if failing is not None else name
-                raise DataDependent(f"{capture.failed_op or where}: {_first_line(exc)}") from exc
+                what = f"{capture.failed_op} in {where}" if capture.failed_op else where
+                raise DataDependent(what) from exc
             raise _walk_error(
                 name, inputs_given, depth, ops, model, capture, tally, failing, exc
             ) from exc
@@ -191,15 +192,14 @@ def _report(name, inputs, depth, ops, model, capture, tally, output, fields) -> 
     leaves = [n for n in modules if n.is_leaf_module]
     params = list(model.parameters())
     shown = [n for n in nodes if n.depth <= depth and (ops or n.kind == "module")]
-    visible = {n.id for n in shown}
-    by_id = {n.id: n for n in capture.nodes}
+    sources = _ShownSources({n.id for n in shown}, {n.id: n for n in capture.nodes}, depth)
     outputs = _tensor_paths(output, "out")
     field = fields.largest
     return Report(
         model=name,
         input_shape=list(inputs[0]["shape"]),
         depth=depth,
-        rows=[_row(n, fields, _visible_sources(n, visible, by_id, depth)) for n in shown],
+        rows=[_row(n, fields, sources.of_node(n)) for n in shown],
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         total_flops=2 * tally.macs,
@@ -215,7 +215,7 @@ def _report(name, inputs, depth, ops, model, capture, tally, output, fields) -> 
                 "path": path,
                 "shape": list(t.shape),
                 "dtype": str(t.dtype).removeprefix("torch."),
-                "source": _visible(capture.source_of(t), visible, by_id, depth),
+                "source": sources.single(capture.source_of(t)),
             }
             for path, t in outputs
         ],
@@ -253,36 +253,62 @@ def _row(node, fields, sources) -> Row:
     )
 
 
-def _visible_sources(node, visible, by_id, depth) -> list[tuple[str, Shape]]:
-    """Where each tensor ``node`` takes comes from, among the nodes shown: a layer deeper
-    than ``depth`` stands for the block at ``depth`` around it, and a hidden op (no --ops)
-    for the nodes its own inputs come from."""
-    found = []
-    for source, shape in node.sources:
-        for shown in _visible_all(source, visible, by_id, depth):
-            if (shown, shape) not in found:
-                found.append((shown, shape))
-    return found
+class _ShownSources:
+    """Where each tensor comes from, among the nodes shown: a layer deeper than ``depth``
+    stands for the block at ``depth`` around it, and a hidden op (no --ops) for the nodes its
+    own inputs come from. Each node's answer is found once, without recursion: MaxViT's
+    thousands of hidden reshapes branch and rejoin (followed naively, exponential)."""
 
+    def __init__(self, visible: set[str], by_id: dict, depth: int):
+        self.visible, self.by_id, self.depth = visible, by_id, depth
+        self.found: dict[str, list[str]] = {}
 
-def _visible(source, visible, by_id, depth) -> str | None:
-    shown = _visible_all(source, visible, by_id, depth)
-    return shown[0] if len(shown) == 1 else None
+    def of_node(self, node) -> list[tuple[str, Shape]]:
+        found = []
+        for source, shape in node.sources:
+            for shown in self.of(source):
+                if (shown, shape) not in found:
+                    found.append((shown, shape))
+        return found
 
+    def single(self, source: str | None) -> str | None:
+        shown = self.of(source)
+        return shown[0] if len(shown) == 1 else None
 
-def _visible_all(source, visible, by_id, depth) -> list[str]:
-    if source is None or source in visible or source.startswith("input:"):
-        return [source] if source is not None else []
-    node = by_id[source]
-    ancestor = node.parent
-    while ancestor is not None and ancestor.depth > depth:
-        ancestor = ancestor.parent
-    if node.depth > depth and ancestor is not None and ancestor.id in visible:
-        return [ancestor.id]
-    found = []  # a hidden op: where its own inputs come from
-    for inner, _ in node.sources:
-        found += [s for s in _visible_all(inner, visible, by_id, depth) if s not in found]
-    return found
+    def of(self, source: str | None) -> list[str]:
+        if source is None:
+            return []
+        pending = [source]
+        while pending:
+            current = pending[-1]
+            if current in self.found:
+                pending.pop()
+                continue
+            shown = self._shown_as(current)
+            if shown is not None:
+                self.found[current] = shown
+                pending.pop()
+                continue
+            inner = [s for s, _ in self.by_id[current].sources if s is not None]
+            unknown = [s for s in inner if s not in self.found]
+            if unknown:
+                pending += unknown
+                continue
+            self.found[current] = list(dict.fromkeys(s for i in inner for s in self.found[i]))
+            pending.pop()
+        return self.found[source]
+
+    def _shown_as(self, source: str) -> list[str] | None:
+        """The source itself, or the block shown around it; None for a hidden op."""
+        if source in self.visible or source.startswith("input:"):
+            return [source]
+        node = self.by_id[source]
+        ancestor = node.parent
+        while ancestor is not None and ancestor.depth > self.depth:
+            ancestor = ancestor.parent
+        if node.depth > self.depth and ancestor is not None and ancestor.id in self.visible:
+            return [ancestor.id]
+        return None
 
 
 def _described(given: dict) -> str:
