@@ -47,6 +47,7 @@ def files(folder: str) -> list[Path]:
         *((p, "cnnshape.inspect") for p in files("train")),
         *((p, "cnnshape.inspect") for p in files("models")),
         *((p, "cnnshape.train") for p in files("models")),
+        *((p, "cnnshape.train") for p in files("graph")),
     ],
 )
 def test_the_two_paths_never_import_each_other(path, forbidden):
