@@ -208,8 +208,8 @@ def test_batch_and_batch_size_are_one_option():
         ("memory", "<auto|fp32|bf16|fp16>"),
         ("memory", "<sgd|momentum|adam|adamw>"),
         ("train", "<auto|fp32|bf16|fp16>"),
-        ("train", "<fashion-mnist|synthetic>"),
-        ("eval", "<fashion-mnist|synthetic>"),
+        ("train", "<fashion-mnist|mnist|cifar10|cifar100|folder|synthetic>"),
+        ("eval", "<fashion-mnist|mnist|cifar10|cifar100|folder|synthetic>"),
     ],
 )
 def test_options_with_choices_list_them(command, listed):

@@ -101,7 +101,7 @@ def test_bad_training_options(fashion_dir, tmp_path, args, message):
         (["--batch-size", "0"], "Invalid value for '--batch-size' / '--batch'"),
         (["--batch", "x"], "Invalid value for '--batch-size' / '--batch'"),
         (["--precision", "fp8"], "'fp8' is not one of 'auto', 'fp32', 'bf16', 'fp16'"),
-        (["--dataset", "mnist2"], "'mnist2' is not one of 'fashion-mnist', 'synthetic'"),
+        (["--dataset", "mnist2"], "'mnist2' is not one of 'fashion-mnist', 'mnist', 'cifar10'"),
         (["--size", "96x64"], "training resizes images to a square"),
         (["--size", "big"], "'big' is not a size"),
     ],

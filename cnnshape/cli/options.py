@@ -350,7 +350,9 @@ class DataOptions:
     dataset: Annotated[
         Dataset | None,
         typer.Option(
-            help="synthetic: random images (smoke runs, benchmarks). "
+            help="mnist, cifar10, cifar100: from --data-dir or downloaded as Fashion-MNIST "
+            "is; folder: your images in --data-dir (train/ and test/ or val/, one folder per "
+            "class); synthetic: random images (smoke runs, benchmarks). "
             "Default: fashion-mnist (eval: the run's)."
         ),
     ] = None
@@ -358,9 +360,10 @@ class DataOptions:
         str | None,
         typer.Option(
             "--data-dir",
-            help="Folder with the four Fashion-MNIST IDX files (gzipped or not). "
+            help="Folder with the dataset: the four IDX files (gzipped or not), "
+            "cifar-10-batches-py/ or cifar-100-python/, or the image folder. "
             "Default: the run's (eval, --resume), else $CNNSHAPE_DATA or "
-            "~/.cache/cnnshape/fashion-mnist, downloaded when online.",
+            "~/.cache/cnnshape/DATASET, downloaded when online.",
         ),
     ] = None
     test_limit: Annotated[

@@ -84,6 +84,22 @@ def train(
         int | None,
         typer.Option("--train-limit", help="Train on the first N images only (quick runs)."),
     ] = None,
+    skip_bad: Annotated[
+        bool | None,
+        typer.Option(
+            "--skip-bad",
+            help="--dataset folder: leave out the images that cannot be decoded (and say how "
+            "many) instead of stopping at the first.",
+        ),
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment",
+            help="Random crop (from the image padded by 4 pixels) and horizontal flip of every "
+            "training image, on the device. Default: off, as the book.",
+        ),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(
@@ -107,8 +123,9 @@ def train(
     *,
     data: DataOptions,
 ) -> None:
-    """Train MODEL on Fashion-MNIST the way d2l's train_ch6 does: the book's numerics on the
-    CPU, bf16 autocast and channels_last on a GPU (--precision fp32 for the book's there too).
+    """Train MODEL on Fashion-MNIST (or --dataset) the way d2l's train_ch6 does: the book's
+    numerics on the CPU, bf16 autocast and channels_last on a GPU (--precision fp32 for the
+    book's there too).
 
     The book's recipe: Xavier init, plain SGD, cross-entropy, bilinear resize, no
     normalization or augmentation, the seed's lr/batch/size/epochs. Fast: the data lives on
@@ -153,6 +170,8 @@ def train(
         data_dir=data.data_dir,
         train_limit=train_limit,
         test_limit=data.test_limit,
+        skip_bad=skip_bad,
+        augment=augment,
     )
     speaker = launch_rank() == 0  # under torchrun rank 0 speaks for everyone
     display = TrainDisplay(console(stderr=True), enabled=speaker)

@@ -22,7 +22,7 @@ from ..errors import CnnshapeError
 from ..registry import get_spec, is_reference
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DATASETS = ("fashion-mnist", "synthetic")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic")
 SPLIT_SIZES = (60_000, 10_000)  # Fashion-MNIST's training and test images
 
 
@@ -41,10 +41,12 @@ class TrainSettings:
     compile: bool | None = None
     sync_bn: bool | None = None  # under torchrun: SyncBatchNorm, statistics over all ranks
     seed: int | None = None
-    dataset: str | None = None  # fashion-mnist | synthetic
+    dataset: str | None = None  # one of DATASETS
     data_dir: str | None = None  # None: the cache directory, downloading when online
     train_limit: int | None = None  # train on the first N images only (quick runs)
     test_limit: int | None = None  # test on the first N images only
+    skip_bad: bool | None = None  # an image folder: leave out images that cannot be decoded
+    augment: bool | None = None  # random crop (padding 4) and flip of training batches
 
     def given(self) -> dict[str, object]:
         return {
@@ -85,6 +87,8 @@ class TrainSettings:
             data_dir=_absolute(self.data_dir),
             train_limit=self.train_limit,
             test_limit=self.test_limit,
+            skip_bad=bool(self.skip_bad),
+            augment=bool(self.augment),
         )
 
 
@@ -107,6 +111,18 @@ class TrainConfig:
     data_dir: str | None  # absolute; None: the cache directory
     train_limit: int | None
     test_limit: int | None
+    skip_bad: bool = False
+    augment: bool = False  # the book has none
+    # What the data is, recorded once it is loaded (`with_data`) so that a resumed run, eval
+    # and predict build the same model and prepare images alike. The defaults are
+    # Fashion-MNIST's, which every run recorded before these were.
+    classes: tuple[str, ...] | None = None  # None: Fashion-MNIST's ten
+    channels: int = 1
+    image_size: int = 28  # the side images are stored at, before resizing to ``size``
+
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.classes is None else len(self.classes)
 
     @property
     def device_type(self) -> str:
@@ -119,7 +135,13 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """A recorded config, also one written by an older cnnshape (extra keys ignored)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        known = {k: v for k, v in values.items() if k in names}
+        if known.get("classes") is not None:
+            known["classes"] = tuple(known["classes"])  # JSON has lists only
+        return cls(**known)
+
+    def with_data(self, classes: tuple[str, ...], channels: int, image_size: int) -> TrainConfig:
+        return replace(self, classes=tuple(classes), channels=channels, image_size=image_size)
 
 
 # What --resume lets change: the length of the run, and where it runs and reads its data.

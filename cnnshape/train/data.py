@@ -1,6 +1,8 @@
-"""Fashion-MNIST for training: find or download the IDX files, read them, batch them on the device.
+"""The datasets a run trains on: find or download them, read them, batch them on the device.
 
-A whole split lives on the training device as uint8 (47 MB for the 60,000 training images),
+Fashion-MNIST and MNIST (IDX files) are read here; CIFAR (``cifar.py``) and image folders
+(``image_folder.py``) in their own modules, and `load` names them all. A whole split lives
+on the training device as uint8 (47 MB for Fashion-MNIST's 60,000 training images),
 so a batch is one index into device memory: no DataLoader, no workers, no per-image decoding.
 Each batch is converted to float and resized on the device, as the book's
 ``Resize(size)`` + ``ToTensor()`` would on the CPU.
@@ -15,7 +17,7 @@ import shutil
 import sys
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,6 +38,7 @@ CLASSES = (
     "Bag",
     "Ankle boot",
 )
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 IMAGE_SIZE = 28
 
 # (split, kind) -> the file name as Fashion-MNIST's own site and torchvision spell it.
@@ -45,17 +48,42 @@ FILES = {
     ("test", "images"): "t10k-images-idx3-ubyte",
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
+
+
+@dataclass(frozen=True)
+class IdxSource:
+    """A dataset of four IDX files with FILES' names: Fashion-MNIST, or MNIST."""
+
+    name: str  # as --dataset spells it
+    title: str  # as people write it
+    torchvision_folder: str  # torchvision keeps the files in <root>/<this>/raw/
+    classes: tuple[str, ...]
+    site: str  # where to get the files by hand
+
+
+FASHION = IdxSource(
+    "fashion-mnist",
+    "Fashion-MNIST",
+    "FashionMNIST",
+    CLASSES,
+    "https://github.com/zalandoresearch/fashion-mnist",
+)
+MNIST = IdxSource("mnist", "MNIST", "MNIST", MNIST_CLASSES, "https://yann.lecun.com/exdb/mnist/")
 _IDX_UBYTE = 0x08  # the IDX type code for unsigned bytes, the only type these files use
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, 28, 28) uint8
+    images: torch.Tensor  # uint8: (N, H, W) for one channel, (N, C, H, W) for more
     labels: torch.Tensor  # (N,) int64, as CrossEntropyLoss wants them
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.dim() == 3 else self.images.shape[1]
 
     def to(self, device: torch.device | str) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
@@ -71,50 +99,58 @@ class Dataset:
     train: Split
     test: Split
     classes: tuple[str, ...] = CLASSES
+    notes: tuple[str, ...] = ()  # what a reader should know (images left out)
+
+    @property
+    def channels(self) -> int:
+        return self.train.channels
+
+    @property
+    def image_size(self) -> int:
+        """The side the images are stored at, before a run resizes them to its size."""
+        return self.train.images.shape[-1]
 
     def to(self, device: torch.device | str) -> Dataset:
-        return Dataset(
-            self.name, self.source, self.train.to(device), self.test.to(device), self.classes
-        )
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
 
     def head(self, n_train: int | None, n_test: int | None) -> Dataset:
         """The first images of each split (for quick runs); None keeps a split whole."""
-        return Dataset(
-            self.name, self.source, self.train.head(n_train), self.test.head(n_test), self.classes
-        )
+        return replace(self, train=self.train.head(n_train), test=self.test.head(n_test))
 
 
 # ---- reading IDX files ------------------------------------------------------------------------
 
 
-def read_idx(path: Path, ndim: int) -> torch.Tensor:
+def read_idx(path: Path, ndim: int, source: IdxSource = FASHION) -> torch.Tensor:
     """An IDX file (gzipped or not) as a uint8 tensor, checking magic number, dims and length."""
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, source)
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != _IDX_UBYTE:
-        raise _corrupt(path, "it does not start with the IDX magic number for unsigned bytes")
+        raise _corrupt(
+            path, "it does not start with the IDX magic number for unsigned bytes", source
+        )
     if raw[3] != ndim:
-        raise _corrupt(path, f"it has {raw[3]} dimensions where {ndim} were expected")
+        raise _corrupt(path, f"it has {raw[3]} dimensions where {ndim} were expected", source)
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise _corrupt(path, "it ends inside its header")
+        raise _corrupt(path, "it ends inside its header", source)
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + _product(dims)
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "longer than its header says"
         raise _corrupt(
-            path, f"it is {what}: {len(raw):,} bytes where dims {dims} need {expected:,}"
+            path, f"it is {what}: {len(raw):,} bytes where dims {dims} need {expected:,}", source
         )
     # bytearray: a writable buffer torch can own (bytes are read-only); one copy, no slicing.
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(dims)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, source: IdxSource) -> bytes:
     try:
         raw = path.read_bytes()
         # Decide by content, not by name: people gunzip files and keep the .gz name, or not.
         return gzip.decompress(raw) if raw[:2] == _GZIP_MAGIC else raw
     except (OSError, EOFError, zlib.error) as exc:
-        raise _corrupt(path, f"it cannot be read ({exc})") from exc
+        raise _corrupt(path, f"it cannot be read ({exc})", source) from exc
 
 
 def _product(dims: list[int]) -> int:
@@ -124,46 +160,64 @@ def _product(dims: list[int]) -> int:
     return total
 
 
-def _corrupt(path: Path, why: str) -> CnnshapeError:
+def _corrupt(path: Path, why: str, source: IdxSource) -> CnnshapeError:
     return CnnshapeError(
-        f"{path} is not a valid Fashion-MNIST IDX file: {why}.",
-        "Download the file again (see https://github.com/zalandoresearch/fashion-mnist).",
+        f"{path} is not a valid {source.title} IDX file: {why}.",
+        f"Download the file again (see {source.site}).",
     )
 
 
-def read_split(images_path: Path, labels_path: Path) -> Split:
-    images = read_idx(images_path, ndim=3)
-    labels = read_idx(labels_path, ndim=1)
+def read_split(images_path: Path, labels_path: Path, source: IdxSource = FASHION) -> Split:
+    images = read_idx(images_path, 3, source)
+    labels = read_idx(labels_path, 1, source)
     if tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise _corrupt(images_path, f"its images are {list(images.shape[1:])}, not 28x28")
+        raise _corrupt(images_path, f"its images are {list(images.shape[1:])}, not 28x28", source)
     if len(labels) != len(images):
         raise _corrupt(
             labels_path,
             f"it has {len(labels):,} labels for {len(images):,} images in {images_path.name}",
+            source,
         )
-    if len(labels) and int(labels.max()) >= len(CLASSES):
-        raise _corrupt(labels_path, f"it has label {int(labels.max())}; classes are 0-9")
+    if len(labels) and int(labels.max()) >= len(source.classes):
+        raise _corrupt(labels_path, f"it has label {int(labels.max())}; classes are 0-9", source)
     return Split(images, labels.long())
 
 
-# ---- finding the files ------------------------------------------------------------------------
+# ---- finding and downloading the files ---------------------------------------------------------
 
 
-def default_data_dir() -> Path:
-    """$CNNSHAPE_DATA, else the user's cache (``$XDG_CACHE_HOME`` or ~/.cache)/cnnshape/..."""
+def data_root() -> Path:
+    """Where the data cache lives: $CNNSHAPE_DATA, else the user's cache
+    (``$XDG_CACHE_HOME`` or ~/.cache)/cnnshape."""
     if os.environ.get("CNNSHAPE_DATA"):
         return Path(os.environ["CNNSHAPE_DATA"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "cnnshape" / "fashion-mnist"
+    return Path(cache) / "cnnshape"
 
 
-def find_files(directory: Path) -> dict[tuple[str, str], Path] | None:
-    """The four files in ``directory`` or in torchvision's layout below it, else None."""
-    for folder in (directory, directory / "FashionMNIST" / "raw"):
+def default_data_dir(name: str = FASHION.name) -> Path:
+    """A dataset's download folder: $CNNSHAPE_DATA itself (torchvision's layouts keep the
+    datasets apart below it), else <the cache>/cnnshape/<name>."""
+    return data_root() if os.environ.get("CNNSHAPE_DATA") else data_root() / name
+
+
+def find_files(
+    directory: Path, source: IdxSource = FASHION, flat: bool = True
+) -> dict[tuple[str, str], Path] | None:
+    """The four files in ``directory`` (``flat``) or in torchvision's layout below it, else None.
+
+    Fashion-MNIST and MNIST name their files alike, so a shared cache folder is searched in
+    torchvision's layout only (``flat`` false), where the two live apart."""
+    for folder in _layouts(directory, source, flat):
         found = {key: _first_existing(folder, name) for key, name in FILES.items()}
         if all(found.values()):
             return found
     return None
+
+
+def _layouts(directory: Path, source: IdxSource, flat: bool) -> list[Path]:
+    torchvision = directory / source.torchvision_folder / "raw"
+    return [directory, torchvision] if flat else [torchvision]
 
 
 def _first_existing(folder: Path, name: str) -> Path | None:
@@ -173,50 +227,72 @@ def _first_existing(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _missing(directory: Path, tried_download: bool) -> CnnshapeError:
+def _missing(
+    directory: Path, tried_download: bool, source: IdxSource = FASHION, flat: bool = True
+) -> CnnshapeError:
     names = ", ".join(f"{name}.gz" for name in FILES.values())
     hint = (
         f"Put the four IDX files ({names}; gzipped or not) in one folder and pass it with "
-        f"--data-dir, or copy them into {directory}."
+        f"--data-dir, or copy them into {directory / source.torchvision_folder / 'raw'}."
     )
     # Some of the files there: name the ones that are not (in the layout with the most).
     found = max(
         (
             {key: _first_existing(folder, name) for key, name in FILES.items()}
-            for folder in (directory, directory / "FashionMNIST" / "raw")
+            for folder in _layouts(directory, source, flat)
         ),
         key=lambda files: sum(path is not None for path in files.values()),
     )
     absent = [FILES[key] for key, path in found.items() if path is None]
     if len(absent) < len(FILES):
         return CnnshapeError(
-            f"Fashion-MNIST is incomplete in {directory}: {', '.join(absent)} (or .gz) "
+            f"{source.title} is incomplete in {directory}: {', '.join(absent)} (or .gz) "
             f"{'is' if len(absent) == 1 else 'are'} missing.",
             hint,
         )
+    return not_found(source.title, directory, tried_download, hint)
+
+
+def not_found(title: str, directory: Path, tried_download: bool, hint: str) -> CnnshapeError:
     why = " and downloading them failed (no network?)" if tried_download else ""
-    return CnnshapeError(f"Fashion-MNIST was not found in {directory}{why}.", hint)
+    return CnnshapeError(f"{title} was not found in {directory}{why}.", hint)
 
 
-def _download(directory: Path) -> None:
-    from torchvision.datasets import FashionMNIST
+def torchvision_download(dataset_class: str, directory: Path) -> None:
+    """torchvision's own download of ``dataset_class`` (both splits) into ``directory``."""
+    import torchvision.datasets
 
     # torchvision reports download progress on stdout, which belongs to a command's data.
     with contextlib.redirect_stdout(sys.stderr):
         for train in (True, False):
-            FashionMNIST(str(directory), train=train, download=True)
+            getattr(torchvision.datasets, dataset_class)(str(directory), train=train, download=True)
 
 
-def _download_or_tidy(directory: Path) -> None:
-    """Download into ``directory``; when that fails, no folder it created is left behind
-    (torchvision makes <directory>/FashionMNIST/raw/ first)."""
-    created = _outermost_missing(directory / "FashionMNIST" / "raw")
-    try:
+def _download(directory: Path) -> None:
+    torchvision_download(FASHION.torchvision_folder, directory)
+
+
+def _download_idx(source: IdxSource, directory: Path) -> None:
+    # Fashion-MNIST's through `_download`, the one download the tests replace.
+    if source is FASHION:
         _download(directory)
+    else:
+        torchvision_download(source.torchvision_folder, directory)
+
+
+def download_or_tidy(download, creates: list[Path], missing: CnnshapeError) -> None:
+    """``download()``; when it fails, what it created of ``creates`` (the folders and files a
+    download makes) is removed, and nothing that was there before: raises ``missing``."""
+    created = [path for path in map(_outermost_missing, creates) if path is not None]
+    try:
+        download()
     except Exception as exc:  # any failure (DNS, HTTP, disk) means the same thing to a user
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
-        raise _missing(directory, tried_download=True) from exc
+        for path in created:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise missing from exc
 
 
 def _outermost_missing(path: Path) -> Path | None:
@@ -225,7 +301,7 @@ def _outermost_missing(path: Path) -> Path | None:
     return missing[-1] if missing else None
 
 
-def _check_folder(directory: Path, named: str, hint: str) -> None:
+def check_folder(directory: Path, named: str, hint: str) -> None:
     """A data folder that is a file, or lies under one, is that: not missing data, and no
     network's fault."""
     for path in (directory, *directory.parents):
@@ -234,37 +310,61 @@ def _check_folder(directory: Path, named: str, hint: str) -> None:
             raise CnnshapeError(f"{named} {directory} {where}, not a folder.", hint)
 
 
-def locate(data_dir: str | os.PathLike | None) -> dict[tuple[str, str], Path]:
-    """The four files: from ``data_dir`` as given, or from the cache, downloading when absent."""
-    if data_dir is not None:
-        directory = Path(data_dir).expanduser()
-        _check_folder(
-            directory, "--data-dir", "Pass --data-dir the folder that holds the four files."
-        )
-        found = find_files(directory)
-        if found is None:
-            raise _missing(directory, tried_download=False)
-        return found
-    directory = default_data_dir()
-    _check_folder(
+def given_folder(data_dir: str | os.PathLike, what: str) -> Path:
+    """``--data-dir`` as a path, refused when it is a file (`check_folder`)."""
+    directory = Path(data_dir).expanduser()
+    check_folder(directory, "--data-dir", f"Pass --data-dir the folder that holds {what}.")
+    return directory
+
+
+def cache_folder(name: str, title: str) -> Path:
+    """The download folder of dataset ``name``, refused when it is a file (`check_folder`)."""
+    directory = default_data_dir(name)
+    check_folder(
         directory,
         "CNNSHAPE_DATA" if os.environ.get("CNNSHAPE_DATA") else "The cache folder",
-        "Set CNNSHAPE_DATA to a folder to download Fashion-MNIST into (or one that holds its "
-        "four files), or pass --data-dir.",
+        f"Set CNNSHAPE_DATA to a folder to download {title} into (or one that holds its "
+        "files), or pass --data-dir.",
     )
-    if find_files(directory) is None:
-        _download_or_tidy(directory)
-    found = find_files(directory)
+    return directory
+
+
+def locate(
+    data_dir: str | os.PathLike | None, source: IdxSource = FASHION
+) -> dict[tuple[str, str], Path]:
+    """The four files: from ``data_dir`` as given, or from the cache, downloading when absent."""
+    if data_dir is not None:
+        directory = given_folder(data_dir, "the four files")
+        found = find_files(directory, source)
+        if found is None:
+            raise _missing(directory, tried_download=False, source=source)
+        return found
+    directory = cache_folder(source.name, source.title)
+    # Fashion-MNIST's cache folder is its own (the flat layout is safe there); MNIST may
+    # share $CNNSHAPE_DATA with it.
+    flat = source is FASHION
+    if find_files(directory, source, flat) is None:
+        download_or_tidy(
+            lambda: _download_idx(source, directory),
+            [directory / source.torchvision_folder / "raw"],
+            _missing(directory, True, source, flat),
+        )
+    found = find_files(directory, source, flat)
     if found is None:
-        raise _missing(directory, tried_download=True)
+        raise _missing(directory, True, source, flat)
     return found
 
 
+def idx_dataset(source: IdxSource, data_dir: str | os.PathLike | None = None) -> Dataset:
+    files = locate(data_dir, source)
+    train = read_split(files["train", "images"], files["train", "labels"], source)
+    test = read_split(files["test", "images"], files["test", "labels"], source)
+    where = str(files["train", "images"].parent)
+    return Dataset(source.name, where, train, test, source.classes)
+
+
 def fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
-    files = locate(data_dir)
-    train = read_split(files["train", "images"], files["train", "labels"])
-    test = read_split(files["test", "images"], files["test", "labels"])
-    return Dataset("fashion-mnist", str(files["train", "images"].parent), train, test)
+    return idx_dataset(FASHION, data_dir)
 
 
 def resident_bytes(n_train: int = SPLIT_SIZES[0], n_test: int = SPLIT_SIZES[1]) -> int:
@@ -285,9 +385,24 @@ def synthetic(
     return Dataset("synthetic", f"synthetic (random, seed {seed})", split(n_train), split(n_test))
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Dataset:
-    if name == "fashion-mnist":
-        return fashion_mnist(data_dir)
+def load(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    *,
+    size: int = IMAGE_SIZE,
+    skip_bad: bool = False,
+) -> Dataset:
+    """Dataset ``name``; an image folder is decoded at ``size`` (``skip_bad``: leaving out the
+    images that cannot be decoded), every other dataset comes at its own size."""
+    from . import cifar, image_folder
+
+    if name in (FASHION.name, MNIST.name):
+        return idx_dataset(FASHION if name == FASHION.name else MNIST, data_dir)
+    if name in cifar.SOURCES:
+        return cifar.load(cifar.SOURCES[name], data_dir)
+    if name == "folder":
+        return image_folder.load(data_dir, size, skip_bad=skip_bad)
     if name == "synthetic":
         return synthetic(seed=seed)
     raise CnnshapeError(f"Unknown dataset {name!r}.", f"Choose one of: {', '.join(DATASETS)}.")
@@ -297,7 +412,8 @@ def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) ->
 
 
 def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> float (B, 1, size, size) in [0, 1], like Resize(size) + ToTensor().
+    """uint8 (B, H, W) or (B, C, H, W) -> float (B, C, size, size) in [0, 1], like
+    Resize(size) + ToTensor().
 
     The book resizes the uint8 PIL image (bilinear) and then divides by 255. Here: bilinear
     ``F.interpolate`` with ``antialias=True`` on pixel values 0-255, rounded back to whole
@@ -307,8 +423,8 @@ def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> to
     mimics the uint8 image PIL produces; PIL's fixed-point weights still differ by one level
     (1/255) on some pixels (~18% at 28->224, measured), which is float-rounding noise.
     """
-    x = images.unsqueeze(1).float()
-    if size != IMAGE_SIZE:
+    x = (images.unsqueeze(1) if images.dim() == 3 else images).float()
+    if x.shape[-2:] != (size, size):
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         ).round_()
@@ -355,6 +471,7 @@ def batches(
     channels_last: bool = False,
     part: tuple[int, int] = (0, 1),
     length: int | None = None,
+    augment: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches in a shuffled (seeded) or the stored order, on the split's device.
 
@@ -363,15 +480,46 @@ def batches(
     ``part`` = (rank, world): every rank draws the same permutation and batches, and yields only
     its share of each (possibly an empty one, when a last batch has fewer items than ranks).
     ``length``: use only the first ``length`` items of the order (default: all).
+    ``augment``: each image randomly cropped and flipped (`augmented`), drawn from the same
+    seeded generator as the order (so a shuffled order is needed).
     """
     n = len(split) if length is None else length
     order = None
-    if shuffle_seed is not None:
-        device = split.images.device
-        generator = torch.Generator(device=device).manual_seed(shuffle_seed)
+    device = split.images.device
+    generator = None if shuffle_seed is None else torch.Generator(device=device)
+    if generator is not None:
+        generator.manual_seed(shuffle_seed)
         order = torch.randperm(len(split), generator=generator, device=device)
     for start in range(0, n, batch_size):
         mine = share(batch_length(n, batch_size, start // batch_size), *part)
         lo, hi = start + mine.start, start + mine.stop
         idx = slice(lo, hi) if order is None else order[lo:hi]
-        yield to_input(split.images[idx], size, channels_last), split.labels[idx]
+        if augment:
+            inputs = augmented(to_input(split.images[idx], size), generator)
+            inputs = (
+                inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
+            )
+        else:
+            inputs = to_input(split.images[idx], size, channels_last)
+        yield inputs, split.labels[idx]
+
+
+AUGMENT_PADDING = 4
+
+
+def augmented(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of (B, C, H, W) cropped at a random place from itself padded by 4 zero
+    pixels, and flipped left-right with probability 1/2: the CIFAR recipe, as one gather on
+    the device."""
+    n, channels, height, width = x.shape
+    pad = AUGMENT_PADDING
+    padded = F.pad(x, (pad, pad, pad, pad))
+    device = x.device
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=generator, device=device)
+    flip = torch.rand(n, 1, generator=generator, device=device) < 0.5
+    rows = dy + torch.arange(height, device=device)
+    cols = dx + torch.arange(width, device=device)
+    cols = torch.where(flip, cols.flip(1), cols)
+    images = torch.arange(n, device=device)[:, None, None, None]
+    planes = torch.arange(channels, device=device)[None, :, None, None]
+    return padded[images, planes, rows[:, None, :, None], cols[:, None, None, :]]

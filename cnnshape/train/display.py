@@ -76,6 +76,8 @@ class TrainDisplay:
 
     def _header(self, e: RunStart) -> None:
         c = e.config
+        if c.classes is not None:  # chance level is one over the data's classes
+            self.num_classes = len(c.classes)
         flops = f"{human(e.flops_per_image)}FLOPs"
         lines = [
             f"[bold]{c.model}[/]: {e.params:,} params, {flops} per image forward "
@@ -267,3 +269,31 @@ def eval_tables(result, show_batch_norm: bool, width: int | None = None) -> list
 def _values(values: list[float], limit: int = 8) -> str:
     shown = ", ".join(f"{v:.3f}" for v in values[:limit])
     return shown + (f", ... ({len(values)} values)" if len(values) > limit else "")
+
+
+# ---- predict -----------------------------------------------------------------------------------
+
+PREDICTION_COLUMNS = (
+    # The image once per group of rows in the table; on every row in CSV, which a script reads.
+    Column("image", lambda row: row[0], lambda row: row[0] if row[1].rank == 1 else ""),
+    Column("rank", lambda row: row[1].rank, numeric=True),
+    Column("class", lambda row: row[1].name),
+    Column(
+        "probability",
+        lambda row: row[1].probability,
+        lambda row: f"{row[1].probability:.4f}",
+        numeric=True,
+    ),
+)
+
+
+def prediction_view(result) -> View:
+    """Each image's top classes, one row per (image, class)."""
+    rows = [(each.image, guess) for each in result.predictions for guess in each.top]
+    return View(
+        "Predictions",
+        list(PREDICTION_COLUMNS),
+        rows,
+        {},
+        footer=[f"{result.model} after epoch {result.epoch} ({result.checkpoint})"],
+    )

@@ -250,6 +250,7 @@ def _train_epoch(
             channels_last=cfg.channels_last,
             part=(rank, world),
             length=n,
+            augment=cfg.augment,
         )
     ):
         optimizer.zero_grad()
@@ -360,5 +361,5 @@ def confusion_matrix(
 
 def evaluate(model: nn.Module, split: Split, cfg: TrainConfig) -> float:
     """Accuracy over the whole split (the book's ``evaluate_accuracy_gpu``)."""
-    counts = confusion_matrix(model, split, cfg)
+    counts = confusion_matrix(model, split, cfg, cfg.num_classes)
     return counts.trace().item() / max(counts.sum().item(), 1)

@@ -148,10 +148,13 @@ def execute(
     """Load the data, write the run folder, train. A Ctrl-C or SIGTERM ends the run cleanly
     (``result.stopped_by``); a non-finite loss raises RunDivergedError. Run it inside
     ``with plan:``, which unlocks the folder at the end however the run ends."""
-    cfg = plan.config
+    # The data first: bad data is refused before any folder is claimed, and the model is
+    # built for its channels and classes.
+    dataset = load_data(plan.config)
+    plan.config = cfg = _with_data(plan, dataset)
+    plan.notes.extend(dataset.notes)
     model, optimizer, scaler = _build(plan)
     check_sync_bn(model, cfg)
-    dataset = load_data(cfg)
     if distributed.is_main():
         _claim(plan, cfg, dataset, model)
     # Rank 0 alone owns the run folder (under torchrun the others learn its name).
@@ -191,10 +194,10 @@ def _build(plan: Plan):
     None for a fresh run."""
     cfg = plan.config
     torch.manual_seed(cfg.seed)
-    model = get_spec(cfg.model).build()
+    model = build_model(cfg)
     if plan.state is None:
         return model, None, None
-    _load_weights(model, plan.state["model"], plan.out)
+    load_weights(model, plan.state["model"], plan.out)
     prepare_model(model, cfg)  # before the optimizer state, which follows its parameters
     optimizer = make_optimizer(model, cfg)
     optimizer.load_state_dict(plan.state["optimizer"])
@@ -202,6 +205,30 @@ def _build(plan: Plan):
     if plan.state.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(plan.state["scaler"])
     return model, optimizer, scaler
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The run's network, built for its data's channels and classes."""
+    return get_spec(cfg.model).build(in_channels=cfg.channels, num_classes=cfg.num_classes)
+
+
+def classes_of(cfg: TrainConfig) -> tuple[str, ...]:
+    return data.CLASSES if cfg.classes is None else cfg.classes
+
+
+def _with_data(plan: Plan, dataset: data.Dataset) -> TrainConfig:
+    """The run's config with what its data is; a resumed run's data must be what it had."""
+    cfg = plan.config.with_data(dataset.classes, dataset.channels, dataset.image_size)
+    if plan.state is not None:
+        before = (classes_of(plan.config), plan.config.channels, plan.config.image_size)
+        if before != (cfg.classes, cfg.channels, cfg.image_size):
+            raise CnnshapeError(
+                f"The data in {dataset.source} is not what the run trained on: "
+                f"{len(cfg.classes)} classes, {cfg.channels} channels, {cfg.image_size}px "
+                f"where the run had {len(before[0])}, {before[1]} and {before[2]}px.",
+                "Resume with the run's own data (--data-dir).",
+            )
+    return cfg
 
 
 def _claim(plan: Plan, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> None:
@@ -283,7 +310,7 @@ def _title(cfg: TrainConfig) -> str:
     return f"{cfg.model} ({cfg.device})"
 
 
-def _load_weights(model: nn.Module, weights: dict, source: Path | None) -> None:
+def load_weights(model: nn.Module, weights: dict, source: Path | None) -> None:
     """The checkpoint's weights into a freshly built model, or an Error saying they do not
     belong to it (instead of PyTorch's list of every key)."""
     try:
@@ -317,7 +344,9 @@ def load_data(cfg: TrainConfig) -> data.Dataset:
     """The run's dataset, cut to its limits, on its device (under torchrun, the first process
     on each machine loads first: it may be downloading into the shared cache)."""
     with distributed.local_main_first():
-        dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+        dataset = data.load(
+            cfg.dataset, cfg.data_dir, seed=cfg.seed, size=cfg.size, skip_bad=cfg.skip_bad
+        )
     return dataset.head(cfg.train_limit, cfg.test_limit).to(cfg.device)
 
 
@@ -411,11 +440,15 @@ def evaluate_run(path: str | Path, settings: TrainSettings | None = None) -> Eva
         data_dir=settings.data_dir or recorded.data_dir,
         seed=recorded.seed,
         test_limit=settings.test_limit,
+        skip_bad=recorded.skip_bad,
     ).resolve()
-    model = get_spec(cfg.model).build()
-    _load_weights(model, state["model"], checkpoint.resolve_path(path))
+    dataset = data.load(
+        cfg.dataset, cfg.data_dir, seed=cfg.seed, size=cfg.size, skip_bad=cfg.skip_bad
+    )
+    cfg = cfg.with_data(dataset.classes, dataset.channels, dataset.image_size)
+    model = build_model(cfg)
+    load_weights(model, state["model"], checkpoint.resolve_path(path))
     prepare_model(model, cfg)
-    dataset = data.load(cfg.dataset, cfg.data_dir, seed=cfg.seed)
     test = dataset.test.head(cfg.test_limit).to(cfg.device)
     counts = confusion_matrix(model, test, cfg, num_classes=len(dataset.classes))
     return EvalResult(

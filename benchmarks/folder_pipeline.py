@@ -1,0 +1,206 @@
+"""Image-folder training: cnnshape's decoded-once cache against torchvision's ImageFolder +
+DataLoader, whole processes, the same model, recipe and epochs.
+
+    python benchmarks/folder_pipeline.py --data-dir ../shared/data/fashion-mnist
+
+The images: the first --train and --test Fashion-MNIST images written as --suffix files
+(PNG by default), enlarged to --source-size pixels (default 28: as they are), into an
+ImageFolder tree (train/<class>/, test/<class>/) in a temporary folder. Three processes
+train on it, one after the other:
+
+  * torchvision: ImageFolder (PIL), Grayscale + Resize + ToTensor, a DataLoader with
+    --workers workers, the book's loop (train, then test accuracy, every epoch);
+  * cnnshape, cold: `cnnshape train MODEL --dataset folder` with an empty data cache (it
+    decodes every file once, then trains from uint8 tensors);
+  * cnnshape, cached: the same command again (the cache is reused).
+
+Then the bare step loop: the same model's forward, loss, backward and step on batches that
+are already input tensors (no data pipeline at all), as many images per epoch, for the
+cached epochs to be measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from cnnshape.registry import get_spec
+from cnnshape.train import data
+from cnnshape.train.loop import init_weights
+
+TORCHVISION_RUN = """
+import sys, time, torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+from cnnshape.registry import get_spec
+from cnnshape.train.loop import init_weights
+
+root, model_name, epochs, workers, batch, lr, size = sys.argv[1:8]
+epochs, workers, batch, lr, size = int(epochs), int(workers), int(batch), float(lr), int(size)
+prepare = transforms.Compose(
+    [transforms.Grayscale(1), transforms.Resize((size, size)), transforms.ToTensor()]
+)
+train = DataLoader(datasets.ImageFolder(f"{root}/train", prepare), batch, shuffle=True,
+                   num_workers=workers, persistent_workers=workers > 0)
+test = DataLoader(datasets.ImageFolder(f"{root}/test", prepare), batch,
+                  num_workers=workers, persistent_workers=workers > 0)
+torch.manual_seed(0)
+model = get_spec(model_name).build()
+init_weights(model)
+optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+loss_fn = nn.CrossEntropyLoss()
+for epoch in range(epochs):
+    model.train()
+    for X, y in train:
+        optimizer.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for X, y in test:
+            correct += (model(X).argmax(1) == y).sum().item()
+            total += len(y)
+    print(f"epoch {epoch + 1}: test acc {correct / total:.3f}", file=sys.stderr)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="Fashion-MNIST IDX files")
+    parser.add_argument("--model", default="lenet-bn")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--train", type=int, default=3000, help="training images")
+    parser.add_argument("--test", type=int, default=600, help="test images")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--source-size", type=int, default=28, help="side of the image files")
+    parser.add_argument("--suffix", default="png", choices=("png", "jpg", "webp"))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="alternate the three runs N times; keep the fastest"
+    )
+    args = parser.parse_args()
+
+    spec = get_spec(args.model)
+    recipe = (spec.recipe.batch_size, spec.recipe.lr, spec.size)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        images = write_folder(
+            args.data_dir, scratch / "images", args.train, args.test, args.source_size, args.suffix
+        )
+        command = [
+            sys.executable, "-m", "cnnshape", "train", args.model, "--dataset", "folder",
+            "--data-dir", images, "--epochs", args.epochs, "--device", "cpu", "-f", "json",
+        ]  # fmt: skip
+        torchvision_runs, cold_runs, warm_runs, bare_runs = [], [], [], []
+        for attempt in range(args.repeat):
+            # A fresh, empty data cache for each cold run; the warm run reuses it.
+            env = {**os.environ, "CNNSHAPE_DATA": str(scratch / f"cache{attempt}")}
+            torchvision_runs.append(
+                timed(
+                    [
+                        sys.executable,
+                        "-c",
+                        TORCHVISION_RUN,
+                        images,
+                        args.model,
+                        args.epochs,
+                        args.workers,
+                        *recipe,
+                    ],
+                    env,
+                )  # fmt: skip
+            )
+            cold_runs.append(timed_json([*command, "--out", scratch / f"cold{attempt}"], env))
+            warm_runs.append(timed_json([*command, "--out", scratch / f"warm{attempt}"], env))
+            bare_runs.append(bare_epoch_seconds(args.model, args.train, args.test, *recipe))
+    torchvision_s = min(torchvision_runs)
+    cold_s, _ = min(cold_runs, key=lambda run: run[0])
+    warm_s, warm = min(warm_runs, key=lambda run: run[0])
+    bare = min(bare_runs)
+    # The fastest epoch of each: on a shared machine the slower ones measure the neighbours.
+    cached = min(e["seconds"] for e in warm["history"][1:])
+
+    print(f"{args.model}, {args.epochs} epochs, {args.train:,} + {args.test:,} "
+          f"{args.source_size}px {args.suffix.upper()} images, CPU "
+          f"({os.cpu_count()} cores, torch {torch.__version__}), DataLoader workers "
+          f"{args.workers}, fastest of {args.repeat}")  # fmt: skip
+    print(f"torchvision ImageFolder + DataLoader: {torchvision_s:7.1f} s")
+    print(f"cnnshape, cold cache (decodes once):  {cold_s:7.1f} s  "
+          f"({torchvision_s / cold_s:.1f}x faster)")  # fmt: skip
+    print(f"cnnshape, cache reused:               {warm_s:7.1f} s  "
+          f"({torchvision_s / warm_s:.1f}x faster)")  # fmt: skip
+    print(f"cnnshape, fastest of epochs 2-{args.epochs}:      {cached:7.3f} s")
+    print(f"bare step loop, fastest epoch:        {bare:7.3f} s  "
+          f"(cnnshape's cached epochs: {cached / bare:.2f}x)")  # fmt: skip
+    print(f"final test accuracy: cnnshape {warm['history'][-1]['test_acc']:.3f}")
+
+
+def write_folder(
+    fashion: Path, root: Path, n_train: int, n_test: int, side: int, suffix: str
+) -> str:
+    dataset = data.fashion_mnist(fashion)
+    for split, n, name in ((dataset.train, n_train, "train"), (dataset.test, n_test, "test")):
+        for i in range(n):
+            folder = root / name / f"{int(split.labels[i]):02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(split.images[i].numpy())
+            image.resize((side, side), Image.Resampling.BILINEAR).save(folder / f"{i}.{suffix}")
+    return str(root)
+
+
+def timed(command: list, env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(part) for part in command], env=env, check=True, stdout=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def timed_json(command: list, env: dict) -> tuple[float, dict]:
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(part) for part in command], env=env, check=True, stdout=subprocess.PIPE, text=True
+    )
+    return time.perf_counter() - start, json.loads(done.stdout)
+
+
+def bare_epoch_seconds(
+    model_name: str, n_train: int, n_test: int, batch: int, lr: float, size: int
+) -> float:
+    """One epoch of the step alone: ready input batches, forward, loss, backward, SGD step,
+    then the test forward; the fastest of five epochs after one warm-up."""
+    torch.manual_seed(0)
+    model = get_spec(model_name).build()
+    init_weights(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    inputs = torch.rand(batch, 1, size, size)
+    labels = torch.randint(0, 10, (batch,))
+    seconds = []
+    for _ in range(6):
+        start = time.perf_counter()
+        model.train()
+        for lo in range(0, n_train, batch):
+            n = min(batch, n_train - lo)
+            optimizer.zero_grad()
+            loss_fn(model(inputs[:n]), labels[:n]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for lo in range(0, n_test, batch):
+                model(inputs[: min(batch, n_test - lo)]).argmax(1)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds[1:])
+
+
+if __name__ == "__main__":
+    main()
