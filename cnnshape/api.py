@@ -704,7 +704,13 @@ def _execute(plan: Plan, on_event: OnEvent | None, progress_every: float) -> Run
     from .train.run import execute
 
     with plan:  # the run folder stays locked from planning (a resume) to the run's end
-        flops = training_flops(plan.config.model, plan.config.size)
+        # A size the model refuses fails here, before any data is read; the run's own count
+        # is made once the data says its channels and classes (run.execute).
+        training_flops(plan.config.model, plan.config.size)
+
+        def flops(cfg) -> int:
+            return training_flops(cfg.model, cfg.size, cfg.channels, cfg.num_classes)
+
         if plan.config.device_type == "cuda":
             import torch
 
@@ -755,12 +761,14 @@ def check_step_fits(config, free_bytes: int) -> None:
     )
 
 
-def training_flops(model: str, size: int) -> int:
+def training_flops(
+    model: str, size: int, in_channels: int | None = None, num_classes: int | None = None
+) -> int:
     """Forward FLOPs of one training image, counted by the same walk as `show`; a size the
     model cannot take fails here, before any data is loaded or file written, with the layer
     that refuses it and the sizes it accepts."""
     spec = get_spec(model)
-    _, network, channels = build_for_inspection(spec.name)
+    _, network, channels = build_for_inspection(spec.name, in_channels, num_classes)
     return summary(network, (1, channels, size, size), name=spec.name).total_flops
 
 

@@ -397,3 +397,23 @@ def test_the_dtypes_an_input_may_name_are_torchs():
         assert getattr(torch, name) is getattr(torch, canonical)
     assert parse_input("ids=1x128:long") == InputSpec((1, 128), "int64", "ids")
     assert parse_input(" 2 x 3 x 16x112x112 ") == InputSpec((2, 3, 16, 112, 112))
+
+
+class StackedImages(nn.Module):
+    """Takes a list of images, as torchvision's detectors do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, images):
+        return self.conv(torch.stack(images))
+
+
+def test_a_list_input_is_said_as_a_list_and_its_length_is_the_batch():
+    from cnnshape.inspect import render
+
+    report = walk(StackedImages(), [InputSpec((3, 8, 8), count=2)])
+    assert report.inputs[0]["count"] == 2 and report.output_shape == [2, 4, 6, 6]
+    facts = "\n".join(render.report_view(report).footer)
+    assert "Inputs: a list of 2 x [3, 8, 8]" in facts and "for a batch of 2" in facts

@@ -15,6 +15,8 @@ from conftest import assert_clean_error, cli
 from image_files import class_image, write_cifar, write_folder, write_mnist
 from PIL import Image
 
+from cnnshape import api
+from cnnshape._common import human
 from cnnshape.errors import CnnshapeError
 from cnnshape.train import data, image_folder
 
@@ -256,6 +258,9 @@ def test_a_folder_run_trains_resumes_and_evaluates_with_its_class_names(tmp_path
     )  # fmt: skip
     assert first.exit_code == 0, first.stderr
     assert "61,4" not in first.stderr  # not Fashion-MNIST's 1-channel, 10-class network
+    # The header's count is the network built for the data: 3 channels and 3 classes.
+    built = api.show("lenet-bn", in_channels=3, num_classes=3)
+    assert f"{human(built.total_flops)}FLOPs per image" in first.stderr
     assert "data " + str(root) + ": 36 train / 12 test images" in first.stderr
     resumed = cli("train", "--resume", run, "--epochs", "2", "-f", "json")
     assert resumed.exit_code == 0, resumed.stderr

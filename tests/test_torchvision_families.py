@@ -12,6 +12,7 @@ from conftest import cli as run
 
 import cnnshape
 from cnnshape import api
+from cnnshape.inspect import render
 from cnnshape.inspect.torchvision_models import families, weights_entries
 
 ENTRIES = [
@@ -69,6 +70,8 @@ def test_detectors_macs_equal_the_published_ops(name, entry):
     report = cnnshape.show(f"torchvision:{name}@{entry.name}", depth=2)
     assert report.inputs[0]["count"] == 1  # a list of one image
     assert "real tensors" in report.fallback and "random weights keep" in report.fallback
+    facts = "\n".join(render.report_view(report).footer)
+    assert "Inputs: a list of 1 x [3, " in facts and "for a batch of" not in facts
     published = entry.meta["_ops"]
     rows = {row.name: row for row in report.rows}
     if "roi_heads" not in rows:  # one stage: dense heads before NMS, a count of fixed size

@@ -111,7 +111,7 @@ LAYER_COLUMNS: tuple[Column, ...] = (
 def report_view(report: Report, fields: bool = False) -> View:
     """The walk's table; ``fields`` adds each layer's receptive field and jump (--rf)."""
     timed, predicted = report.timing is not None, report.step_memory is not None
-    batch = report.input_shape[0]
+    batch = _batch(report)
     facts = [
         _io_line(report),
         f"Total params: {report.total_params:,}   Trainable params: {report.trainable_params:,}",
@@ -183,19 +183,29 @@ def uncounted_line(report: Report) -> str:
 def _single(report: Report) -> bool:
     """One positional input and one output tensor: the book's case, said as it always was."""
     inputs, outputs = report.inputs, report.outputs
-    return len(inputs) == 1 and not inputs[0]["name"] and len(outputs) == 1
+    one = len(inputs) == 1 and not inputs[0]["name"] and inputs[0].get("count") is None
+    return one and len(outputs) == 1
+
+
+def _batch(report: Report) -> int:
+    """The batch the totals are for: a list input's length (a detector's images), else the
+    first input's first axis."""
+    count = report.inputs[0].get("count") if report.inputs else None
+    return count if count is not None else report.input_shape[0]
 
 
 def _inputs_text(report: Report) -> str:
     """[1, 1, 96, 96]; several: image=[1, 3, 8, 8], [1, 5]; a dtype other than float32 too."""
     if not report.inputs or _single(report) and report.inputs[0]["dtype"] == "float32":
         return shape(report.input_shape)
+    # A list of tensors (a detector's images): "a list of 2 x [3, 800, 800]".
     return ", ".join(_tensor_text(i, f"{i['name']}=" if i["name"] else "") for i in report.inputs)
 
 
 def _tensor_text(tensor: dict, prefix: str) -> str:
     dtype = "" if tensor["dtype"] == "float32" else f" {tensor['dtype']}"
-    return f"{prefix}{shape(tensor['shape'])}{dtype}"
+    listed = f"a list of {tensor['count']} x " if tensor.get("count") is not None else ""
+    return f"{prefix}{listed}{shape(tensor['shape'])}{dtype}"
 
 
 def _io_line(report: Report) -> str:

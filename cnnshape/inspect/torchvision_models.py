@@ -55,10 +55,9 @@ FAMILIES = {
         "detection",
         "images",
         800,
-        note="a detector's heads after non-maximum suppression count the boxes these random "
-        "weights keep; where a score threshold decides how many (Mask and Keypoint R-CNN, the "
-        "MobileNet Faster R-CNNs), trained weights keep other numbers, and torchvision's "
-        "published GFLOPS differ",
+        note="a two-stage detector's heads after non-maximum suppression run once per box "
+        "kept, and random weights keep other numbers of boxes than trained ones: its total "
+        "differs from torchvision's published GFLOPS (a one-stage detector's does not)",
     ),
     # torchvision's published _ops of every video model are those of a 16-frame clip at
     # the weights' crop size (checked for all nine, at 16 and 32 frames).

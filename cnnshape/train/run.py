@@ -14,6 +14,7 @@ import contextlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -140,12 +141,13 @@ def plan_resume(run_dir: str | Path, settings: TrainSettings, out: str | None = 
 
 def execute(
     plan: Plan,
-    flops_per_image: int,
+    flops_per_image: Callable[[TrainConfig], int],
     on_event: OnEvent | None = None,
     *,
     progress_every: float = 0.25,
 ) -> RunResult:
-    """Load the data, write the run folder, train. A Ctrl-C or SIGTERM ends the run cleanly
+    """Load the data, write the run folder, train (``flops_per_image`` counts the model built
+    for the data: the run's header says it). A Ctrl-C or SIGTERM ends the run cleanly
     (``result.stopped_by``); a non-finite loss raises RunDivergedError. Run it inside
     ``with plan:``, which unlocks the folder at the end however the run ends."""
     # The data first: bad data is refused before any folder is claimed, and the model is
@@ -163,7 +165,7 @@ def execute(
     start = RunStart(
         cfg,
         sum(p.numel() for p in model.parameters()),
-        flops_per_image,
+        flops_per_image(cfg),  # for the data's channels and classes
         dataset.source,
         n_train,
         len(dataset.test),
