@@ -153,7 +153,44 @@ def test_default_dir_downloads_once_then_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_download", fake_download)
     assert len(data.fashion_mnist().train) == 8
     assert len(data.fashion_mnist().test) == 4
-    assert calls == [cache]
+    # Once, into a folder of its own in the cache, moved into place and gone.
+    assert [folder.parent for folder in calls] == [cache] and not calls[0].exists()
+
+
+def test_a_failed_download_leaves_what_another_process_put_there_meanwhile(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CNNSHAPE_DATA", str(cache))
+    theirs = cache / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+
+    def racing(directory):  # another run writes its download while this one fails
+        theirs.parent.mkdir(parents=True)
+        theirs.write_bytes(b"another run's")
+        (directory / "FashionMNIST").mkdir()
+        raise OSError("Connection reset by peer")
+
+    monkeypatch.setattr(data, "_download", racing)
+    with pytest.raises(CnnshapeError, match="downloading them failed"):
+        data.fashion_mnist()
+    assert theirs.read_bytes() == b"another run's"
+    assert sorted(p.name for p in cache.iterdir()) == ["FashionMNIST"]
+
+
+def test_a_download_never_replaces_a_file_already_there(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CNNSHAPE_DATA", str(cache))
+    write_fashion_dir(cache / "FashionMNIST" / "raw", n_train=8, n_test=4)
+    kept = cache / "FashionMNIST" / "raw" / "notes.txt"
+    kept.write_text("mine")
+    (cache / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()  # incomplete
+
+    def complete(directory):
+        write_fashion_dir(directory / "FashionMNIST" / "raw", n_train=8, n_test=4)
+        (directory / "FashionMNIST" / "raw" / "notes.txt").write_text("downloaded")
+
+    monkeypatch.setattr(data, "_download", complete)
+    assert len(data.fashion_mnist().test) == 4  # the missing file moved in
+    assert kept.read_text() == "mine"
+    assert not [p for p in cache.iterdir() if p.name.startswith(".cnnshape-download-")]
 
 
 def test_synthetic_is_seeded_and_shaped_like_fashion_mnist():

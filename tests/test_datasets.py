@@ -47,8 +47,9 @@ def test_mnist_in_the_shared_cache_is_never_fashion_mnists_flat_files(tmp_path, 
     monkeypatch.setattr(data, "torchvision_download", lambda *args: tried.append(args) or 1 / 0)
     with pytest.raises(CnnshapeError, match="MNIST was not found .* downloading them failed"):
         data.load("mnist")
-    assert tried == [("MNIST", cache)]
-    assert not (cache / "MNIST").exists()  # the failed download's folder is tidied away
+    ((name, folder),) = tried
+    assert name == "MNIST" and folder.parent == cache  # into a folder of its own in the cache
+    assert not folder.exists() and not (cache / "MNIST").exists()  # tidied away
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         f"{name}.gz" for name in data.FILES.values()
     )

@@ -80,9 +80,9 @@ def _locate(source: CifarSource, data_dir: str | os.PathLike | None) -> Path:
     directory = data.cache_folder(source.name, source.title)
     folder = directory / source.folder
     if not (folder / source.meta_file).is_file():
-        data.download_or_tidy(
-            lambda: data.torchvision_download(source.torchvision_class, directory),
-            [folder, directory / source.archive],
+        data.download_into(
+            directory,
+            lambda staging: data.torchvision_download(source.torchvision_class, staging),
             _missing(source, directory, tried_download=True),
         )
     if not (folder / source.meta_file).is_file():

@@ -15,8 +15,9 @@ import gzip
 import os
 import shutil
 import sys
+import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -280,25 +281,44 @@ def _download_idx(source: IdxSource, directory: Path) -> None:
         torchvision_download(source.torchvision_folder, directory)
 
 
-def download_or_tidy(download, creates: list[Path], missing: CnnshapeError) -> None:
-    """``download()``; when it fails, what it created of ``creates`` (the folders and files a
-    download makes) is removed, and nothing that was there before: raises ``missing``."""
-    created = [path for path in map(_outermost_missing, creates) if path is not None]
+def download_into(
+    directory: Path, download: Callable[[Path], None], missing: CnnshapeError
+) -> None:
+    """``download(folder)`` into a fresh folder of cnnshape's own inside ``directory``; what
+    it made then moves into ``directory``, never over anything already there (another run's
+    download, the user's files). When the download fails, ``missing`` is raised and nothing
+    is left: the fresh folder is removed (only this call made it), and so are the folders on
+    the way to ``directory`` that this call created, if they are still empty."""
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".cnnshape-download-", dir=directory))
     try:
-        download()
-    except Exception as exc:  # any failure (DNS, HTTP, disk) means the same thing to a user
-        for path in created:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        raise missing from exc
+        try:
+            download(staging)
+        except Exception as exc:  # any failure (DNS, HTTP, disk) means the same thing to a user
+            shutil.rmtree(staging, ignore_errors=True)
+            for folder in created:  # innermost first; rmdir refuses a folder with anything in
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise missing from exc
+        _move_new(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what was not moved: already there
 
 
-def _outermost_missing(path: Path) -> Path | None:
-    """The outermost folder on the way to ``path`` that does not exist yet (None: all do)."""
-    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
-    return missing[-1] if missing else None
+def _move_new(source: Path, target: Path) -> None:
+    """Every entry of ``source`` into ``target`` where ``target`` has none of that name;
+    folders on both sides are merged the same way. Nothing is replaced."""
+    for entry in source.iterdir():
+        there = target / entry.name
+        if not os.path.lexists(there):
+            os.rename(entry, there)
+        elif _real_folder(entry) and _real_folder(there):
+            _move_new(entry, there)
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def check_folder(directory: Path, named: str, hint: str) -> None:
@@ -344,9 +364,9 @@ def locate(
     # share $CNNSHAPE_DATA with it.
     flat = source is FASHION
     if find_files(directory, source, flat) is None:
-        download_or_tidy(
-            lambda: _download_idx(source, directory),
-            [directory / source.torchvision_folder / "raw"],
+        download_into(
+            directory,
+            lambda folder: _download_idx(source, folder),
             _missing(directory, True, source, flat),
         )
     found = find_files(directory, source, flat)
