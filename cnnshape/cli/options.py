@@ -66,8 +66,9 @@ def with_options(**groups: type):
 ModelArgument = Annotated[
     str,
     typer.Argument(
-        help="A registry name (see `cnnshape list`), torchvision:NAME, timm:NAME, "
-        "path/to/file.py:Net or package.module:factory."
+        help="A registry name (see `cnnshape list`), torchvision:NAME (any family; "
+        "NAME@WEIGHTS: as that weights entry builds it), timm:NAME, path/to/file.py:Net or "
+        "package.module:factory."
     ),
 ]
 DeviceOption = Annotated[
