@@ -14,9 +14,16 @@ train on it, one after the other:
     decodes every file once, then trains from uint8 tensors);
   * cnnshape, cached: the same command again (the cache is reused).
 
-Then the bare step loop: the same model's forward, loss, backward and step on batches that
-are already input tensors (no data pipeline at all), as many images per epoch, for the
-cached epochs to be measured against.
+Then the bare step loop, for the cached epochs to be measured against: the same model's
+forward, loss, backward and step on the same images, already float input tensors (converted
+once, outside the timing, from the images cnnshape cached), in batches of the same size, then
+the test forward: the step with no data pipeline at all. And the floor both processes
+share: Python, `import torch` and a first optimizer step (which imports torch._dynamo), in a
+fresh process.
+
+Each of the three runs, the bare loop and the floor are repeated --repeat times, alternating;
+the fastest of each is kept (a shared machine's slower runs measure its neighbours). The load
+average is printed before and after.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import torch
 from PIL import Image
 
 from cnnshape.registry import get_spec
-from cnnshape.train import data
+from cnnshape.train import data, image_folder
 from cnnshape.train.loop import init_weights
 
 TORCHVISION_RUN = """
@@ -87,7 +94,7 @@ def main() -> None:
     parser.add_argument("--source-size", type=int, default=28, help="side of the image files")
     parser.add_argument("--suffix", default="png", choices=("png", "jpg", "webp"))
     parser.add_argument(
-        "--repeat", type=int, default=1, help="alternate the three runs N times; keep the fastest"
+        "--repeat", type=int, default=3, help="alternate the runs N times; keep the fastest"
     )
     args = parser.parse_args()
 
@@ -102,7 +109,8 @@ def main() -> None:
             sys.executable, "-m", "cnnshape", "train", args.model, "--dataset", "folder",
             "--data-dir", images, "--epochs", args.epochs, "--device", "cpu", "-f", "json",
         ]  # fmt: skip
-        torchvision_runs, cold_runs, warm_runs, bare_runs = [], [], [], []
+        torchvision_runs, cold_runs, warm_runs, bare_runs, floor_runs = [], [], [], [], []
+        load_before = os.getloadavg()
         for attempt in range(args.repeat):
             # A fresh, empty data cache for each cold run; the warm run reuses it.
             env = {**os.environ, "CNNSHAPE_DATA": str(scratch / f"cache{attempt}")}
@@ -123,27 +131,55 @@ def main() -> None:
             )
             cold_runs.append(timed_json([*command, "--out", scratch / f"cold{attempt}"], env))
             warm_runs.append(timed_json([*command, "--out", scratch / f"warm{attempt}"], env))
-            bare_runs.append(bare_epoch_seconds(args.model, args.train, args.test, *recipe))
+            bare_runs.append(bare_epoch_seconds(args.model, images, env, *recipe))
+            floor_runs.append(timed([sys.executable, "-c", FLOOR], env))
+        load_after = os.getloadavg()
     torchvision_s = min(torchvision_runs)
     cold_s, _ = min(cold_runs, key=lambda run: run[0])
     warm_s, warm = min(warm_runs, key=lambda run: run[0])
     bare = min(bare_runs)
-    # The fastest epoch of each: on a shared machine the slower ones measure the neighbours.
-    cached = min(e["seconds"] for e in warm["history"][1:])
+    floor = min(floor_runs)
+    # The fastest cached epoch of every warm run, against the fastest of every bare loop's
+    # (5 epochs after a warm-up each): on a shared machine the slower ones measure the
+    # neighbours.
+    cached = min(e["seconds"] for _, run in warm_runs for e in run["history"][1:])
 
     print(f"{args.model}, {args.epochs} epochs, {args.train:,} + {args.test:,} "
-          f"{args.source_size}px {args.suffix.upper()} images, CPU "
+          f"{args.source_size}px {args.suffix.upper()} images, {cpu_name()} "
           f"({os.cpu_count()} cores, torch {torch.__version__}), DataLoader workers "
           f"{args.workers}, fastest of {args.repeat}")  # fmt: skip
+    print(f"load average before {load(load_before)}, after {load(load_after)}")
     print(f"torchvision ImageFolder + DataLoader: {torchvision_s:7.1f} s")
     print(f"cnnshape, cold cache (decodes once):  {cold_s:7.1f} s  "
           f"({torchvision_s / cold_s:.1f}x faster)")  # fmt: skip
     print(f"cnnshape, cache reused:               {warm_s:7.1f} s  "
           f"({torchvision_s / warm_s:.1f}x faster)")  # fmt: skip
-    print(f"cnnshape, fastest of epochs 2-{args.epochs}:      {cached:7.3f} s")
+    beyond = (torchvision_s - floor) / (warm_s - floor)
+    print(f"floor of both (python, torch, SGD):   {floor:7.1f} s  "
+          f"(beyond it: torchvision {torchvision_s - floor:.1f} s, cnnshape cached "
+          f"{warm_s - floor:.1f} s, x{beyond:.1f})")  # fmt: skip
+    print(f"cnnshape, fastest of epochs 2-{args.epochs}:      {cached:7.3f} s  (train and test)")
     print(f"bare step loop, fastest epoch:        {bare:7.3f} s  "
           f"(cnnshape's cached epochs: {cached / bare:.2f}x)")  # fmt: skip
     print(f"final test accuracy: cnnshape {warm['history'][-1]['test_acc']:.3f}")
+
+
+# What every PyTorch training process pays before its first step: the interpreter, torch, and
+# the first optimizer step, which imports torch._dynamo (torch.optim's step does).
+FLOOR = "import torch; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1).step()"
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as lscpu shows it."""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return "CPU"
+
+
+def load(averages: tuple[float, float, float]) -> str:
+    return "/".join(f"{value:.2f}" for value in averages)
 
 
 def write_folder(
@@ -174,30 +210,33 @@ def timed_json(command: list, env: dict) -> tuple[float, dict]:
 
 
 def bare_epoch_seconds(
-    model_name: str, n_train: int, n_test: int, batch: int, lr: float, size: int
+    model_name: str, images: str, env: dict, batch: int, lr: float, size: int
 ) -> float:
-    """One epoch of the step alone: ready input batches, forward, loss, backward, SGD step,
-    then the test forward; the fastest of five epochs after one warm-up."""
+    """One epoch of the step alone on the run's own images (as cnnshape cached them, converted
+    to float inputs once, outside the timing): forward, loss, backward, SGD step over the
+    training images in batches, then the test forward; the fastest of five epochs after one
+    warm-up."""
+    os.environ["CNNSHAPE_DATA"] = env["CNNSHAPE_DATA"]  # the cache the warm run reused
+    folder = image_folder.load(images, size)
+    train_x, test_x = (data.to_input(split.images, size) for split in (folder.train, folder.test))
+    train_y = folder.train.labels
     torch.manual_seed(0)
-    model = get_spec(model_name).build()
+    model = get_spec(model_name).build(in_channels=folder.channels)
     init_weights(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
-    inputs = torch.rand(batch, 1, size, size)
-    labels = torch.randint(0, 10, (batch,))
     seconds = []
     for _ in range(6):
         start = time.perf_counter()
         model.train()
-        for lo in range(0, n_train, batch):
-            n = min(batch, n_train - lo)
+        for lo in range(0, len(train_x), batch):
             optimizer.zero_grad()
-            loss_fn(model(inputs[:n]), labels[:n]).backward()
+            loss_fn(model(train_x[lo : lo + batch]), train_y[lo : lo + batch]).backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            for lo in range(0, n_test, batch):
-                model(inputs[: min(batch, n_test - lo)]).argmax(1)
+            for lo in range(0, len(test_x), batch):
+                model(test_x[lo : lo + batch]).argmax(1)
         seconds.append(time.perf_counter() - start)
     return min(seconds[1:])
 

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from .inspect.fit import MemoryReport
     from .inspect.sources import Target
     from .inspect.timing import Timing
+    from .train.evaluate import EvalResult
     from .train.events import OnEvent
-    from .train.run import EvalResult, Plan, RunResult
+    from .train.run import Plan, RunResult
 
 # ---- inspection -------------------------------------------------------------------------------
 
@@ -669,7 +670,7 @@ def train(
     force: bool = False,
     progress_every: float = 0.25,
 ) -> RunResult:
-    """Train a registered model on Fashion-MNIST as d2l's train_ch6 does (cnnshape.train).
+    """Train a model (any source: see cnnshape.train.model) as d2l's train_ch6 does.
 
     ``out``: the run folder (default runs/<model>-<time>); ``force`` takes one that is not
     empty and not a run (cnnshape's files there are replaced)."""
@@ -695,7 +696,7 @@ def resume(
 
 def evaluate(run_dir: str, settings: TrainSettings | None = None) -> EvalResult:
     """Test accuracy, per class, confusion matrix and BatchNorm parameters of a run."""
-    from .train.run import evaluate_run
+    from .train.evaluate import evaluate_run
 
     return evaluate_run(run_dir, settings)
 
@@ -704,72 +705,7 @@ def _execute(plan: Plan, on_event: OnEvent | None, progress_every: float) -> Run
     from .train.run import execute
 
     with plan:  # the run folder stays locked from planning (a resume) to the run's end
-        # A size the model refuses fails here, before any data is read; the run's own count
-        # is made once the data says its channels and classes (run.execute).
-        training_flops(plan.config.model, plan.config.size)
-
-        def flops(cfg) -> int:
-            return training_flops(cfg.model, cfg.size, cfg.channels, cfg.num_classes)
-
-        if plan.config.device_type == "cuda":
-            import torch
-
-            check_step_fits(plan.config, torch.cuda.mem_get_info(plan.config.device)[0])
-        return execute(plan, flops, on_event, progress_every=progress_every)
-
-
-def check_step_fits(config, free_bytes: int) -> None:
-    """Refuse, before any data moves, a run whose training step cannot fit in ``free_bytes``
-    (a CUDA device's free memory): the predicted step (`memory`; under torchrun, the largest
-    rank's share of a batch) and the dataset the run keeps on the device. Says the largest
-    batch that fits. A run predicted to fit can still run out (cuDNN workspaces and the
-    allocator's fragmentation are not predicted): this stops only the ones that cannot."""
-    from .inspect import memory
-    from .train import data, distributed
-
-    world = distributed.world_size()
-    share = -(-config.batch_size // world)
-    _, model, channels = build_for_inspection(config.model)
-    image = (channels, config.size, config.size)
-    options = {
-        "optimizer": "sgd",
-        "precision": config.precision,
-        "device": config.device,
-        "channels_last": config.channels_last,
-    }
-    step = memory.predict_step(model, (share, *image), **options)
-    sizes = [
-        min(limit or whole, whole)
-        for limit, whole in zip(
-            (config.train_limit, config.test_limit), data.SPLIT_SIZES, strict=True
-        )
-    ]
-    resident = data.resident_bytes(*sizes)
-    need = max(step.peak, step.first_step_peak) + resident
-    if need <= free_bytes:
-        return
-    from ._common import byte_size
-
-    largest = memory.largest_batch(model, image, free_bytes - resident, **options) * world
-    raise CnnshapeError(
-        f"{config.model} at batch {config.batch_size} does not fit on {config.device}: a "
-        f"training step needs {byte_size(need)} (predicted: the step's peak "
-        f"{byte_size(need - resident)} and the dataset {byte_size(resident)}), and "
-        f"{byte_size(free_bytes)} is free.",
-        (f"Use --batch-size {largest} or less (the largest that fits), " if largest else "")
-        + "a smaller --size, or a GPU with more free memory; `cnnshape memory` explains.",
-    )
-
-
-def training_flops(
-    model: str, size: int, in_channels: int | None = None, num_classes: int | None = None
-) -> int:
-    """Forward FLOPs of one training image, counted by the same walk as `show`; a size the
-    model cannot take fails here, before any data is loaded or file written, with the layer
-    that refuses it and the sizes it accepts."""
-    spec = get_spec(model)
-    _, network, channels = build_for_inspection(spec.name, in_channels, num_classes)
-    return summary(network, (1, channels, size, size), name=spec.name).total_flops
+        return execute(plan, on_event, progress_every=progress_every)
 
 
 __all__ = [

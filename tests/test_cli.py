@@ -218,7 +218,7 @@ def test_options_with_choices_list_them(command, listed):
 
 def test_the_clis_optimizers_are_the_predictors():
     from cnnshape.cli import Optimizer
-    from cnnshape.inspect.memory import OPTIMIZERS
+    from cnnshape.step import OPTIMIZERS
 
     assert tuple(o.value for o in Optimizer) == OPTIMIZERS
 

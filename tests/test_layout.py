@@ -1,5 +1,12 @@
-"""The layout tells the story: inspection and training never import each other; what both
-need lives in the shared modules, which import neither."""
+"""The layout tells the story: the package is layers, and imports only point down.
+
+foundation   errors, _common, views, registry, models, step (the one training step)
+inspect      the walk and its views, the memory predictor
+graph        the drawing of a walk
+train        data, the loop, run folders (uses the walk and the predictor)
+api          the library calls the command line makes
+cli          parsing and rendering
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,15 @@ import pytest
 import cnnshape
 
 PACKAGE = Path(cnnshape.__file__).parent
-SHARED = ["_common.py", "views.py", "errors.py", "registry.py"]
+LAYERS = [
+    ("cnnshape.errors", "cnnshape._common", "cnnshape.views", "cnnshape.registry")
+    + ("cnnshape.models", "cnnshape.step"),
+    ("cnnshape.inspect",),
+    ("cnnshape.graph",),
+    ("cnnshape.train",),
+    ("cnnshape.api", "cnnshape.__init__", "cnnshape.__version__"),
+    ("cnnshape.cli", "cnnshape.__main__"),
+]
 
 
 def cnnshape_imports(path: Path) -> set[str]:
@@ -40,25 +55,33 @@ def files(folder: str) -> list[Path]:
     return sorted((PACKAGE / folder).rglob("*.py"))
 
 
-@pytest.mark.parametrize(
-    ("path", "forbidden"),
-    [
-        *((p, "cnnshape.train") for p in files("inspect")),
-        *((p, "cnnshape.inspect") for p in files("train")),
-        *((p, "cnnshape.inspect") for p in files("models")),
-        *((p, "cnnshape.train") for p in files("models")),
-        *((p, "cnnshape.train") for p in files("graph")),
-    ],
-)
-def test_the_two_paths_never_import_each_other(path, forbidden):
-    crossing = {m for m in cnnshape_imports(path) if m.startswith(forbidden)}
-    assert not crossing, f"{path.relative_to(PACKAGE)} imports {crossing}"
+def layer_of(module: str) -> int:
+    """The layer of a module (or of a name in it): the one whose names it is or lies under."""
+    for index, names in enumerate(LAYERS):
+        if any(module == name or module.startswith(name + ".") for name in names):
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
 
 
-@pytest.mark.parametrize("name", SHARED)
-def test_the_shared_modules_import_neither_path(name):
-    imports = cnnshape_imports(PACKAGE / name)
-    assert not {m for m in imports if m.startswith(("cnnshape.inspect", "cnnshape.train"))}
+def module_name(path: Path) -> str:
+    return ".".join(("cnnshape", *path.relative_to(PACKAGE).with_suffix("").parts))
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=module_name)
+def test_imports_only_point_down(path):
+    own = layer_of(module_name(path))
+    # `from .. import step` names the package too; importing any module runs the package's
+    # __init__ anyway, so the package itself is not an import of the layer above.
+    imported = cnnshape_imports(path) - {"cnnshape"}
+    above = {m for m in imported if layer_of(m) > own}
+    assert not above, f"{module_name(path)} (layer {own}) imports {above}, from a layer above"
+
+
+def test_a_step_up_is_caught():
+    assert layer_of("cnnshape.train.loop") > layer_of("cnnshape.inspect.memory")
+    assert layer_of("cnnshape.step") < layer_of("cnnshape.inspect.memory")
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("cnnshape.elsewhere")
 
 
 def test_the_checker_sees_relative_imports():

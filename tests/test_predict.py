@@ -12,8 +12,8 @@ from image_files import class_image, write_folder
 
 from cnnshape.train import checkpoint, data, image_folder
 from cnnshape.train.config import TrainConfig
+from cnnshape.train.model import build_model
 from cnnshape.train.predict import predict
-from cnnshape.train.run import build_model
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,9 @@ from cnnshape.errors import CnnshapeError
 from cnnshape.registry import get_spec
 from cnnshape.train import data
 from cnnshape.train.config import TrainConfig, TrainSettings
+from cnnshape.train.evaluate import accuracy
 from cnnshape.train.events import BatchProgress, EpochStats, RunEnd
-from cnnshape.train.loop import (
-    NonFiniteLossError,
-    epoch_seed,
-    evaluate,
-    fit,
-    init_weights,
-    make_optimizer,
-)
+from cnnshape.train.loop import NonFiniteLossError, epoch_seed, fit, init_weights, make_optimizer
 
 
 def toy(n_train: int = 600, n_test: int = 200) -> data.Dataset:
@@ -176,7 +170,7 @@ def test_evaluate_restores_the_models_mode_and_uses_moving_statistics():
     fit(model, toy(), cfg)
     moving = model[1].moving_mean.clone()
     model.train()
-    evaluate(model, toy().test, cfg)
+    accuracy(model, toy().test, cfg)
     assert model.training  # left as it was
     assert torch.equal(model[1].moving_mean, moving)  # no_grad: the scratch BN did not update
 

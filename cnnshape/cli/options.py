@@ -308,7 +308,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 Dataset = _choices("Dataset", DATASETS)
 Precision = _choices("Precision", PRECISIONS)
-# inspect.memory.OPTIMIZERS (a test keeps them equal): that module imports torch, --help may not.
+# step.OPTIMIZERS (a test keeps them equal): that module imports torch, --help may not.
 Optimizer = _choices("Optimizer", ("sgd", "momentum", "adam", "adamw"))
 
 

@@ -30,7 +30,12 @@ from .output import console, model_prints_to_stderr, print_json
 @with_options(data=DataOptions)
 def train(
     model: Annotated[
-        str | None, typer.Argument(help="Model name or alias. May be left out with --resume.")
+        str | None,
+        typer.Argument(
+            help="A registry name (see `cnnshape list`), torchvision:NAME (a classifier, "
+            "without weights), timm:NAME, path/to/file.py:Net or package.module:factory. "
+            "May be left out with --resume."
+        ),
     ] = None,
     epochs: Annotated[
         int | None,
@@ -100,6 +105,17 @@ def train(
             "training image, on the device. Default: off, as the book.",
         ),
     ] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--normalize",
+            help="Normalize every input by the training images' per-channel mean and std "
+            "(computed once, when the run starts, over the images it trains on: the "
+            "--train-limit head, at the data's stored size, in the model's channels, in [0, 1]; "
+            "after --augment's crop and flip). Recorded in config.json: --resume, eval and "
+            "predict use the same. Default: off, as the book.",
+        ),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(
@@ -131,6 +147,13 @@ def train(
     normalization or augmentation, the seed's lr/batch/size/epochs. Fast: the data lives on
     the device and the loop does not wait for the GPU between batches; on CUDA, bf16
     autocast (fp32 where the GPU has no bf16) and channels_last.
+
+    Models outside the chapter are built for the data's classes (torchvision: num_classes;
+    timm: in_chans and num_classes; your code: in_channels and num_classes where it takes
+    them), keep their own initialization, train with the chapter's ResNet-18 recipe (lr
+    0.05, batch 256, 10 epochs) at their own input size (torchvision: the weights' crop,
+    timm: its pretrained config's, your code: 224), and get gray or RGB images as their
+    first layer takes them.
 
     The run folder gets config.json, metrics.csv, curves.png and checkpoint.pt after
     every epoch; one process owns it at a time. Ctrl-C or SIGTERM stops after saving the
@@ -172,6 +195,7 @@ def train(
         test_limit=data.test_limit,
         skip_bad=skip_bad,
         augment=augment,
+        normalize=normalize,
     )
     speaker = launch_rank() == 0  # under torchrun rank 0 speaks for everyone
     display = TrainDisplay(console(stderr=True), enabled=speaker)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from .. import step
 
 
 @dataclass(frozen=True)
@@ -34,42 +34,16 @@ class Measured:
     seconds: float  # wall time of the step (profiler overhead included)
 
 
-def make_optimizer(name: str, params) -> torch.optim.Optimizer:
-    """The optimizers cnnshape predicts, with PyTorch's defaults."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=0.1)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=0.1, momentum=0.9)
-    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](params)
-
-
-def make_scaler(device: str, precision: str) -> torch.amp.GradScaler:
-    """train.py's GradScaler (on for fp16 only), with a small initial scale: no step then
-    overflows and gets skipped (a skipped step creates no optimizer state), and the scale's
-    value changes no allocation."""
-    return torch.amp.GradScaler(
-        torch.device(device).type, init_scale=1.0, enabled=precision == "fp16"
-    )
-
-
 def train_steps(model, batch, optimizer, scaler, precision, device, steps, on_step=None):
-    """cnnshape train's step, ``steps`` times; ``on_step(i)`` gives a context for step i."""
+    """cnnshape train's step (`step.train_step`), ``steps`` times; ``on_step(i)`` gives a
+    context for step i."""
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    for step in range(steps):
-        autocast = (
-            torch.autocast(torch.device(device).type, _AUTOCAST[precision])
-            if precision in _AUTOCAST
-            else contextlib.nullcontext()
-        )
-        with on_step(step) if on_step else contextlib.nullcontext():
-            optimizer.zero_grad()
-            with autocast:
-                logits = model(batch[0])
-                loss = loss_fn(logits, batch[1])
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+    for i in range(steps):
+        with on_step(i) if on_step else contextlib.nullcontext():
+            logits, loss = step.train_step(
+                model, *batch, optimizer, scaler, loss_fn, precision, torch.device(device).type
+            )
             del logits, loss
 
 
@@ -116,8 +90,10 @@ def measure_cpu(
         profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
     ):
         model = build()
-        opt = make_optimizer(optimizer, model.parameters())
-        scaler = make_scaler("cpu", precision)
+        opt = step.make_optimizer(optimizer, model.parameters())
+        # A small initial scale: no fp16 step then overflows and gets skipped (a skipped step
+        # creates no optimizer state), and the scale's value changes no allocation.
+        scaler = step.make_scaler(precision, "cpu", init_scale=1.0)
         batch = torch.rand(input_shape), torch.randint(0, 10, input_shape[:1])
         train_steps(model, batch, opt, scaler, precision, "cpu", steps, window)
     events, windows = _allocator_events(prof)

@@ -65,7 +65,7 @@ import math
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -74,11 +74,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .. import step
+from ..step import OPTIMIZERS, PRECISIONS, StepWatch
 from .conventions import TORCH
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
-PRECISIONS = ("fp32", "bf16", "fp16")
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _CUDA_BLOCK = 512  # the CUDA caching allocator's smallest block and rounding unit
 _LOSS_LAYER = "(loss)"
 
@@ -414,7 +413,7 @@ def _simulate(
             batch = batch.contiguous(memory_format=torch.channels_last)
         labels = torch.empty(input_shape[0], dtype=torch.int64, device=device)
         opt = _make_optimizer(optimizer, twin.parameters(), device)
-        scaler = _make_scaler(precision, device)
+        scaler = step.make_scaler(precision, device.type)
         loss_fn = nn.CrossEntropyLoss()
         saved = _SavedTensorLog(twin, loss_fn)
         with tracker:
@@ -435,28 +434,14 @@ def _simulate(
 def _one_step(
     model, opt, scaler, loss_fn, batch, labels, precision, device, tracker, saved
 ) -> _StepRecord:
-    """One step, exactly as ``cnnshape train``'s loop runs it, phase by phase."""
+    """One step, the one ``cnnshape train``'s loop runs (`step.train_step`), watched."""
     tracker.start_step()
     live_at_start = tracker.live
-    tracker.phase = "zero_grad"
-    opt.zero_grad()  # set_to_none: last step's gradients are freed here
-    tracker.phase = "forward"
     model.train()
-    flops = _StepFlops(saved)
-    with saved.recording(), _autocast(precision, device), flops.counting("forward"):
-        logits = model(batch)
-        loss = loss_fn(logits, labels)
-    saved_activations, layers = saved.summary(tracker, _persistent_storages(model, batch, labels))
-    tracker.phase = "backward"
-    live_at_backward = tracker.live
-    tracker.phase_peak = live_at_backward
-    with flops.counting("backward"):
-        _Backward(scaler.scale(loss), saved, tracker, flops).run()
-    backward_peak = tracker.phase_peak
-    tracker.phase = "optimizer"
-    with flops.counting("optimizer"):
-        scaler.step(opt)
-        scaler.update()
+    watch = _Watch(tracker, saved, lambda: _persistent_storages(model, batch, labels))
+    logits, loss = step.train_step(
+        model, batch, labels, opt, scaler, loss_fn, precision, device.type, watch=watch
+    )
     del logits, loss
     tracker.phase = "between steps"
     _classify_persistent(tracker, model, opt, scaler)
@@ -465,12 +450,50 @@ def _one_step(
         tracker.peak_phase,
         dict(tracker.at_peak),
         live_at_start,
-        live_at_backward,
-        backward_peak,
-        saved_activations,
-        layers,
-        flops,
+        watch.live_at_backward,
+        watch.backward_peak,
+        watch.saved_activations,
+        watch.layers,
+        watch.flops,
     )
+
+
+class _Watch(StepWatch):
+    """The predictor's view of a step: each phase's storages (the tracker's phase), what the
+    forward saved for backward, every phase's FLOPs, and backward replayed (`_Backward`)."""
+
+    def __init__(
+        self,
+        tracker: _StorageTracker,
+        saved: _SavedTensorLog,
+        persistent: Callable[[], set[int]],
+    ):
+        # ``persistent``: a function, because a forward may replace buffers (the scratch
+        # BatchNorm assigns new moving statistics).
+        self.tracker, self.saved, self.persistent = tracker, saved, persistent
+        self.flops = _StepFlops(saved)
+        self.live_at_backward = self.backward_peak = self.saved_activations = 0
+        self.layers: list[LayerMemory] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if name == "backward":  # the forward is over: what it left for backward
+            self.saved_activations, self.layers = self.saved.summary(
+                self.tracker, self.persistent()
+            )
+            self.live_at_backward = self.tracker.phase_peak = self.tracker.live
+        self.tracker.phase = name
+        with contextlib.ExitStack() as inside:
+            if name == "forward":
+                inside.enter_context(self.saved.recording())
+            if name != "zero_grad":
+                inside.enter_context(self.flops.counting(name))
+            yield
+        if name == "backward":
+            self.backward_peak = self.tracker.phase_peak
+
+    def backward(self, loss: torch.Tensor) -> None:
+        _Backward(loss, self.saved, self.tracker, self.flops).run()
 
 
 def _step_memory(run: _Run, input_shape, optimizer, precision, device) -> StepMemory:
@@ -550,14 +573,7 @@ def _make_optimizer(name: str, params, device: torch.device) -> torch.optim.Opti
     (``_default_to_fused_or_foreach``), but it never picks foreach for fake tensors (their
     type is not torch.Tensor), so the choice it would make is passed explicitly.
     """
-    foreach = device.type in _foreach_devices()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=0.1, foreach=foreach)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=0.1, momentum=0.9, foreach=foreach)
-    if name == "adam":
-        return torch.optim.Adam(params, foreach=foreach)
-    return torch.optim.AdamW(params, foreach=foreach)
+    return step.make_optimizer(name, params, foreach=device.type in _foreach_devices())
 
 
 def _foreach_devices() -> list[str]:
@@ -566,45 +582,6 @@ def _foreach_devices() -> list[str]:
     except ImportError:  # private API; these are the devices it listed in torch 2.3-2.14
         return ["cuda", "xpu"]
     return _get_foreach_kernels_supported_devices()
-
-
-def _make_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
-    """train.py's GradScaler: active for fp16 only, a pass-through otherwise."""
-    fp16 = precision == "fp16"
-    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
-    if fp16 and not scaler.is_enabled():
-        # GradScaler("cuda") switches itself off on a machine without a GPU. The device
-        # name only serves that check: the scaler's tensors go where the loss is.
-        scaler = torch.amp.GradScaler("cpu", enabled=True)
-    return scaler
-
-
-@contextlib.contextmanager
-def _autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """``torch.autocast(device.type, dtype)`` for bf16/fp16, nothing for fp32.
-
-    Set through the thread-local switches that torch.autocast itself sets, because
-    ``torch.autocast("cuda")`` turns itself off on a machine without a GPU.
-    """
-    if precision == "fp32":
-        yield
-        return
-    kind = device.type
-    was_enabled = torch.is_autocast_enabled(kind)
-    was_dtype = torch.get_autocast_dtype(kind)
-    was_caching = torch.is_autocast_cache_enabled()
-    torch.set_autocast_enabled(kind, True)
-    torch.set_autocast_dtype(kind, _AUTOCAST_DTYPES[precision])
-    torch.autocast_increment_nesting()
-    torch.set_autocast_cache_enabled(True)
-    try:
-        yield
-    finally:
-        if torch.autocast_decrement_nesting() == 0:
-            torch.clear_autocast_cache()  # frees the cached bf16/fp16 weight copies
-        torch.set_autocast_enabled(kind, was_enabled)
-        torch.set_autocast_dtype(kind, was_dtype)
-        torch.set_autocast_cache_enabled(was_caching)
 
 
 # ---- watching storages --------------------------------------------------------------------------

@@ -79,22 +79,13 @@ class Target:
             if self.name.startswith("torchvision:"):  # optical flow: no classes at all
                 raise CnnshapeError(f"{self.name} has no classes to set.", "Leave out --classes.")
             raise CnnshapeError(
-                f"--classes cannot change {self.name}: cnnshape calls your code with no arguments.",
-                "Leave out --classes, or give a factory that builds the "
-                "number of classes you want.",
+                f"--classes cannot change {self.name}: it takes no num_classes argument.",
+                "Leave out --classes, or give the class or factory a num_classes keyword.",
             )
         asked = self.in_channels if in_channels is None else in_channels
         classes = self.num_classes if num_classes is None else num_classes
         try:
-            with torch.device(device):
-                model = self.make(asked, classes)
-        except NotImplementedError as err:
-            if device != "meta" or "meta" not in str(err):
-                raise
-            # Some builders read tensor values while building (torchvision's RegNet computes
-            # its widths with tensors): their tensors stay on the CPU, their weights do not.
-            with _weights_on_meta():
-                model = self.make(asked, classes)
+            model = built_on(device, lambda: self.make(asked, classes))
         except (RuntimeError, TypeError, ValueError, OverflowError) as err:
             # A registry or library builder refusing what was asked (10^21 input channels).
             raise CnnshapeError(
@@ -115,6 +106,20 @@ class Target:
                 "registry it describes the input and cannot change the first layer.",
             )
         return model, in_channels
+
+
+def built_on(device: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with ``device`` as the default device."""
+    try:
+        with torch.device(device):
+            return build()
+    except NotImplementedError as err:
+        if device != "meta" or "meta" not in str(err):
+            raise
+    # Some builders read tensor values while building (torchvision's RegNet computes its
+    # widths with tensors): their tensors stay on the CPU, their weights do not.
+    with _weights_on_meta():
+        return build()
 
 
 @contextlib.contextmanager
@@ -227,10 +232,11 @@ def _timm_target(name: str) -> Target:
             name, pretrained=False, in_chans=in_channels, num_classes=num_classes
         )
 
-    # timm builds the first layer for in_chans, as the registry does.
-    return Target(
-        f"timm:{name}", IMAGENET_SIZE, 3, IMAGENET_CLASSES, make, follows_in_channels=True
-    )
+    # timm builds the first layer for in_chans, as the registry does; its default input
+    # is the model's pretrained configuration's (384 for vit_base_patch16_384).
+    config = timm.get_pretrained_cfg(name)
+    size = config.input_size[-1] if config is not None else IMAGENET_SIZE
+    return Target(f"timm:{name}", size, 3, IMAGENET_CLASSES, make, follows_in_channels=True)
 
 
 def timm_names() -> list[str]:
@@ -268,12 +274,43 @@ def _user_target(location: str, attr: str) -> Target:
         )
     obj = getattr(module, attr)
     label = f"{location}:{attr}"
+    defaults = _keyword_defaults(obj, ("in_channels", "num_classes"))
 
     def make(in_channels: int, num_classes: int | None) -> nn.Module:
-        return _call_user_code(obj, label)
+        asked = {"in_channels": in_channels, "num_classes": num_classes}
+        return _call_user_code(obj, label, {name: asked[name] for name in defaults})
 
-    # 3 channels (an RGB image) only when the model has no convolution to ask.
-    return Target(label, IMAGENET_SIZE, 3, None, make)
+    # Code that takes in_channels / num_classes is built for what is asked, by default for
+    # its own defaults; otherwise as written (3 channels, an RGB image, only when the model
+    # has no convolution to ask).
+    channels, classes = defaults.get("in_channels", 3), defaults.get("num_classes")
+    if "num_classes" in defaults and classes is None:  # required, or a default of None
+        classes = IMAGENET_CLASSES
+    return Target(
+        label,
+        IMAGENET_SIZE,
+        channels if isinstance(channels, int) else 3,
+        classes if isinstance(classes, int) else None,
+        make,
+        follows_in_channels="in_channels" in defaults,
+    )
+
+
+def _keyword_defaults(obj, names: tuple[str, ...]) -> dict[str, object]:
+    """Which of ``names`` a class or factory takes by keyword, with their defaults (None where
+    there is none); {} for an instance, or for code whose signature cannot be read."""
+    if isinstance(obj, nn.Module) or not callable(obj):
+        return {}
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return {}
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        name: None if p.default is inspect.Parameter.empty else p.default
+        for name, p in parameters.items()
+        if name in names and p.kind in keyword
+    }
 
 
 def _load(location: str) -> ModuleType:
@@ -331,7 +368,7 @@ def _run_user_import(load, location: str):
         raise CnnshapeError(f"Importing {location} failed: {type(err).__name__}: {err}") from None
 
 
-def _call_user_code(obj, label: str) -> nn.Module:
+def _call_user_code(obj, label: str, keywords: dict[str, object]) -> nn.Module:
     if isinstance(obj, nn.Module):
         return obj  # an instance in the file: inspected as it is
     if not callable(obj):
@@ -339,20 +376,21 @@ def _call_user_code(obj, label: str) -> nn.Module:
             f"{label} is not an nn.Module but a {type(obj).__name__}.",
             "Point at an nn.Module subclass or a function that returns one.",
         )
+    call = f"{label}({', '.join(f'{k}={v!r}' for k, v in keywords.items())})"
     try:
-        model = obj()
+        model = obj(**keywords)
     except SystemExit as exit:
-        raise CnnshapeError(f"Building {label}() called sys.exit({exit.code!r}).") from None
+        raise CnnshapeError(f"Building {call} called sys.exit({exit.code!r}).") from None
     except Exception as err:
         raise CnnshapeError(
-            f"Building {label}() failed: {type(err).__name__}: {err}",
-            "cnnshape calls it with no arguments, under torch.device('meta') "
-            "(tensors without data; --time: the chosen device): give a class "
-            "or factory whose arguments all have defaults.",
+            f"Building {call} failed: {type(err).__name__}: {err}",
+            "cnnshape passes in_channels and num_classes when it takes them and nothing "
+            "else, under torch.device('meta') (tensors without data; --time and train: the "
+            "chosen device): give a class or factory whose other arguments have defaults.",
         ) from None
     if not isinstance(model, nn.Module):
         raise CnnshapeError(
-            f"{label}() returned a {type(model).__name__}, not an nn.Module.",
+            f"{call} returned a {type(model).__name__}, not an nn.Module.",
             "Point at an nn.Module subclass or a function that returns one.",
         )
     return model

@@ -157,6 +157,24 @@ def build(name: str, family: str, weights: Any | None, num_classes: int | None) 
         return torchvision.models.get_model(name, weights=weights, **options)
 
 
+# Training from scratch has one loss, the main head's: the auxiliary classifiers are left out
+# (and their default initialization named, which silences torchvision's FutureWarning).
+_TRAINING_OPTIONS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
+def build_to_train(name: str, num_classes: int) -> nn.Module:
+    """A classification architecture as torchvision initializes it (no weights), with a head
+    for ``num_classes``, whose forward returns the logits in training mode too."""
+    import torchvision
+
+    return torchvision.models.get_model(
+        name, weights=None, num_classes=num_classes, **_TRAINING_OPTIONS.get(name, {})
+    )
+
+
 @contextlib.contextmanager
 def _without_download() -> Iterator[None]:
     """Run a torchvision builder with a weights entry but load nothing: the builder's

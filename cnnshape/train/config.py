@@ -19,7 +19,6 @@ from pathlib import Path
 
 from .._common import default_precision, resolve_device
 from ..errors import CnnshapeError
-from ..registry import get_spec, is_reference
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "synthetic")
@@ -47,6 +46,7 @@ class TrainSettings:
     test_limit: int | None = None  # test on the first N images only
     skip_bad: bool | None = None  # an image folder: leave out images that cannot be decoded
     augment: bool | None = None  # random crop (padding 4) and flip of training batches
+    normalize: bool | None = None  # by the training images' per-channel mean and std
 
     def given(self) -> dict[str, object]:
         return {
@@ -60,23 +60,18 @@ class TrainSettings:
                 "Which model? Give a name, or --resume RUN_DIR.",
                 "Run `cnnshape list` to see every model.",
             )
-        if is_reference(self.model):
-            # Training needs the chapter's recipe and 1-channel Fashion-MNIST inputs.
-            raise CnnshapeError(
-                f"train takes the chapter's registered models, not {self.model}.",
-                "Run `cnnshape list` to see them; `show`, `compare` and `sizes` take "
-                "torchvision, timm and your own models.",
-            )
-        spec = get_spec(self.model)
+        from .model import model_source  # builds on the inspection layer: only when asked
+
         _check_numbers(self)
+        source = model_source(self.model)
         device = resolve_device(self.device or "auto")
         cuda = device.startswith("cuda")
         return TrainConfig(
-            model=spec.name,
-            epochs=_given(self.epochs, spec.recipe.epochs),
-            lr=_given(self.lr, spec.recipe.lr),
-            batch_size=_given(self.batch_size, spec.recipe.batch_size),
-            size=_given(self.size, spec.size),
+            model=source.name,
+            epochs=_given(self.epochs, source.recipe.epochs),
+            lr=_given(self.lr, source.recipe.lr),
+            batch_size=_given(self.batch_size, source.recipe.batch_size),
+            size=_given(self.size, source.size),
             device=device,
             precision=_precision(self.precision, device),
             channels_last=_given(self.channels_last, cuda),
@@ -89,6 +84,7 @@ class TrainSettings:
             test_limit=self.test_limit,
             skip_bad=bool(self.skip_bad),
             augment=bool(self.augment),
+            normalize=bool(self.normalize),
         )
 
 
@@ -113,12 +109,17 @@ class TrainConfig:
     test_limit: int | None
     skip_bad: bool = False
     augment: bool = False  # the book has none
+    normalize: bool = False  # the book has none either
     # What the data is, recorded once it is loaded (`with_data`) so that a resumed run, eval
     # and predict build the same model and prepare images alike. The defaults are
     # Fashion-MNIST's, which every run recorded before these were.
     classes: tuple[str, ...] | None = None  # None: Fashion-MNIST's ten
     channels: int = 1
     image_size: int = 28  # the side images are stored at, before resizing to ``size``
+    # With ``normalize``: the training images' per-channel mean and std, in [0, 1], computed
+    # once by the run that started (`data.channel_stats`) and reused by everything after it.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -136,12 +137,20 @@ class TrainConfig:
         """A recorded config, also one written by an older cnnshape (extra keys ignored)."""
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in values.items() if k in names}
-        if known.get("classes") is not None:
-            known["classes"] = tuple(known["classes"])  # JSON has lists only
+        for name in ("classes", "mean", "std"):
+            if known.get(name) is not None:
+                known[name] = tuple(known[name])  # JSON has lists only
         return cls(**known)
 
-    def with_data(self, classes: tuple[str, ...], channels: int, image_size: int) -> TrainConfig:
-        return replace(self, classes=tuple(classes), channels=channels, image_size=image_size)
+    def with_data(
+        self, classes: tuple[str, ...], channels: int, image_size: int, normalization=None
+    ) -> TrainConfig:
+        """The config with what its data is; ``normalization`` (a `data.Normalization`, or
+        None: the run has none) records the statistics its inputs are normalized by."""
+        stats = {"mean": normalization.mean, "std": normalization.std} if normalization else {}
+        return replace(
+            self, classes=tuple(classes), channels=channels, image_size=image_size, **stats
+        )
 
 
 # What --resume lets change: the length of the run, and where it runs and reads its data.
@@ -204,7 +213,9 @@ def resume_config(recorded: TrainConfig, asked: TrainSettings) -> TrainConfig:
 def _as_recorded(name: str, value, recorded: TrainConfig):
     """A given value in the form the run records it (a model alias -> its name, ...)."""
     if name == "model":
-        return get_spec(value).name
+        from .model import model_source
+
+        return model_source(value).name
     if name == "precision" and value == "auto":
         return _precision(value, recorded.device)
     return value

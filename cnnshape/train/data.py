@@ -5,27 +5,35 @@ Fashion-MNIST and MNIST (IDX files) are read here; CIFAR (``cifar.py``) and imag
 on the training device as uint8 (47 MB for Fashion-MNIST's 60,000 training images),
 so a batch is one index into device memory: no DataLoader, no workers, no per-image decoding.
 Each batch is converted to float and resized on the device, as the book's
-``Resize(size)`` + ``ToTensor()`` would on the CPU.
+``Resize(size)`` + ``ToTensor()`` would on the CPU, and normalized there on request
+(`Normalization`). A dataset too large for the device stays in host memory and streams to it
+batch by batch (`stream_reason`), the batches the same.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import shutil
 import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from .._common import byte_size
 from ..errors import CnnshapeError
 from .config import DATASETS, SPLIT_SIZES
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 CLASSES = (
     "T-shirt/top",
@@ -75,9 +83,71 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and std of the training images in [0, 1]: inputs become
+    (x - mean) / std, as torchvision's ``Normalize(mean, std)`` makes them."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    # (device, dtype) -> (mean, std) as (C, 1, 1) tensors there: made once, because copying
+    # them to a GPU for every batch would make the host wait for the device each time.
+    _tensors: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def recorded(cls, cfg: TrainConfig) -> Normalization | None:
+        """The normalization a run's config records (None: the run has none)."""
+        return cls(cfg.mean, cfg.std) if cfg.normalize and cfg.mean is not None else None
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, H, W) normalized in place, as ``Normalize`` does: sub_, then div_."""
+        key = (x.device, x.dtype)
+        if key not in self._tensors:
+            self._tensors[key] = tuple(
+                torch.tensor(values, dtype=x.dtype).view(-1, 1, 1).to(x.device)
+                for values in (self.mean, self.std)
+            )
+        mean, std = self._tensors[key]
+        return x.sub_(mean).div_(std)
+
+
+def channel_stats(images: torch.Tensor) -> Normalization:
+    """The per-channel mean and (population) std of uint8 images (N, H, W) or (N, C, H, W),
+    scaled to [0, 1]: the same as ``x.mean()`` and ``x.std(unbiased=False)`` over the float
+    images ``x``, but from exact integer histograms, chunk by chunk, so that no float copy of
+    the split is made and the result does not depend on the order of summation (every
+    torchrun rank computes the same). A channel that never varies keeps std 1 (it is only
+    shifted), where ``Normalize`` would divide by zero."""
+    planes = images.unsqueeze(1) if images.dim() == 3 else images
+    per_chunk = max(1, _STATS_CHUNK // max(1, planes[0].numel()))
+    counts = torch.zeros(planes.shape[1], 256, dtype=torch.int64)
+    for lo in range(0, len(planes), per_chunk):
+        chunk = planes[lo : lo + per_chunk]
+        for channel in range(planes.shape[1]):
+            counts[channel] += torch.bincount(chunk[:, channel].reshape(-1), minlength=256)
+    levels = list(range(256))
+    mean, std = [], []
+    for histogram in counts.tolist():
+        n = sum(histogram)
+        total = sum(v * h for v, h in zip(levels, histogram, strict=True))
+        squares = sum(v * v * h for v, h in zip(levels, histogram, strict=True))
+        variance = (squares * n - total * total) / (n * n * 255**2)  # exact up to here
+        mean.append(total / (n * 255))
+        std.append(math.sqrt(variance) if variance > 0 else 1.0)
+    return Normalization(tuple(mean), tuple(std))
+
+
+_STATS_CHUNK = 1 << 24  # pixels per chunk of `channel_stats` (16 MB of uint8)
+
+
+@dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # uint8: (N, H, W) for one channel, (N, C, H, W) for more
-    labels: torch.Tensor  # (N,) int64, as CrossEntropyLoss wants them
+    # uint8: (N, H, W) for one channel, (N, C, H, W) for more; on the training device, or in
+    # host memory (maybe a memory-mapped file) when ``streamed``
+    images: torch.Tensor
+    labels: torch.Tensor  # (N,) int64, as CrossEntropyLoss wants them, on the training device
+    normalization: Normalization | None = None  # applied to every batch (`batches`)
+    # The images stay in host memory; each batch is gathered there and copied to the device.
+    streamed: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -86,11 +156,28 @@ class Split:
     def channels(self) -> int:
         return 1 if self.images.dim() == 3 else self.images.shape[1]
 
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+    @property
+    def device(self) -> torch.device:
+        """Where the batches are made: the labels' device (the images' too, unless streamed)."""
+        return self.labels.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.nbytes + self.labels.nbytes
+
+    def to(self, device: torch.device | str, stream: bool | None = None) -> Split:
+        """The split on ``device``. ``stream``: keep the images where they are and copy each
+        batch to ``device`` instead; None decides (`stream_reason`)."""
+        if stream is None:
+            stream = stream_reason(self.nbytes, device) is not None
+        images = self.images if stream else self.images.to(device)
+        return replace(self, images=images, labels=self.labels.to(device), streamed=stream)
 
     def head(self, n: int | None) -> Split:
-        return self if n is None else Split(self.images[:n], self.labels[:n])
+        return self if n is None else replace(self, images=self.images[:n], labels=self.labels[:n])
+
+    def normalized(self, normalization: Normalization | None) -> Split:
+        return replace(self, normalization=normalization)
 
 
 @dataclass(frozen=True)
@@ -111,12 +198,69 @@ class Dataset:
         """The side the images are stored at, before a run resizes them to its size."""
         return self.train.images.shape[-1]
 
-    def to(self, device: torch.device | str) -> Dataset:
-        return replace(self, train=self.train.to(device), test=self.test.to(device))
+    def to(self, device: torch.device | str, stream: bool | None = None) -> Dataset:
+        """Both splits on ``device``: resident, or streamed there batch by batch when they do
+        not fit (`stream_reason`; ``stream`` True or False decides instead), which a note
+        then says."""
+        nbytes = self.train.nbytes + self.test.nbytes
+        if stream is None:
+            why = stream_reason(nbytes, device)
+        else:
+            why = "asked for" if stream else None
+        streamed = why is not None
+        moved = replace(
+            self, train=self.train.to(device, streamed), test=self.test.to(device, streamed)
+        )
+        if not streamed:
+            return moved
+        note = (
+            f"data streams to {device} batch by batch from host memory ({byte_size(nbytes)}; {why})"
+        )
+        return replace(moved, notes=(*self.notes, note))
 
     def head(self, n_train: int | None, n_test: int | None) -> Dataset:
         """The first images of each split (for quick runs); None keeps a split whole."""
         return replace(self, train=self.train.head(n_train), test=self.test.head(n_test))
+
+    def normalized(self, normalization: Normalization | None) -> Dataset:
+        """Both splits normalized alike (by the training split's statistics)."""
+        return replace(
+            self,
+            train=self.train.normalized(normalization),
+            test=self.test.normalized(normalization),
+        )
+
+
+# ---- streaming ---------------------------------------------------------------------------------
+
+STREAM_VARIABLE = "CNNSHAPE_STREAM"
+# A dataset stays on a GPU when it takes at most this share of the device's free memory: the
+# rest is the training step's (weights, gradients, activations, the allocator's cache).
+RESIDENT_SHARE = 0.5
+
+
+def stream_reason(nbytes: int, device: torch.device | str) -> str | None:
+    """Why data of ``nbytes`` should stream to ``device`` instead of living there, or None.
+
+    On CUDA: when it does not fit in RESIDENT_SHARE of the free memory. On the CPU never (the
+    data is in host memory already). ``CNNSHAPE_STREAM=1`` streams and ``=0`` never does,
+    whatever the device."""
+    forced = os.environ.get(STREAM_VARIABLE, "auto") or "auto"
+    if forced not in ("0", "1", "auto"):
+        raise CnnshapeError(
+            f"{STREAM_VARIABLE} must be 0, 1 or auto, not {forced!r}.",
+            f"Unset {STREAM_VARIABLE} to let cnnshape decide: streaming is for data that "
+            "does not fit in the GPU's memory.",
+        )
+    if forced != "auto":
+        return f"{STREAM_VARIABLE}={forced}" if forced == "1" else None
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    if nbytes <= free * RESIDENT_SHARE:
+        return None
+    return f"more than {RESIDENT_SHARE:.0%} of the {byte_size(free)} free on the device"
 
 
 # ---- reading IDX files ------------------------------------------------------------------------
@@ -431,9 +575,14 @@ def load(
 # ---- batches on the device --------------------------------------------------------------------
 
 
-def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> torch.Tensor:
+def to_input(
+    images: torch.Tensor,
+    size: int,
+    channels_last: bool = False,
+    normalization: Normalization | None = None,
+) -> torch.Tensor:
     """uint8 (B, H, W) or (B, C, H, W) -> float (B, C, size, size) in [0, 1], like
-    Resize(size) + ToTensor().
+    Resize(size) + ToTensor() (+ Normalize(mean, std) with a ``normalization``).
 
     The book resizes the uint8 PIL image (bilinear) and then divides by 255. Here: bilinear
     ``F.interpolate`` with ``antialias=True`` on pixel values 0-255, rounded back to whole
@@ -448,8 +597,19 @@ def to_input(images: torch.Tensor, size: int, channels_last: bool = False) -> to
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         ).round_()
-    x = x.div_(255)
+    x = normalized(x.div_(255), normalization)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def normalized(x: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
+    return x if normalization is None else normalization.apply(x)
+
+
+def gray(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> (..., H, W) by PIL's own RGB -> L formula (ITU-R 601-2 luma,
+    in its fixed point), so a gray image keeps its values exactly."""
+    r, g, b = rgb.int().unbind(dim=-3)
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.uint8)
 
 
 def num_batches(n: int, batch_size: int) -> int:
@@ -502,26 +662,57 @@ def batches(
     ``length``: use only the first ``length`` items of the order (default: all).
     ``augment``: each image randomly cropped and flipped (`augmented`), drawn from the same
     seeded generator as the order (so a shuffled order is needed).
+    The split's normalization, if any, comes last, after augmentation's zero padding (as
+    torchvision's RandomCrop, ToTensor, Normalize). A streamed split yields the very same
+    batches: only the way its images reach the device differs (`_pixels`).
     """
     n = len(split) if length is None else length
     order = None
-    device = split.images.device
+    device = split.device
     generator = None if shuffle_seed is None else torch.Generator(device=device)
     if generator is not None:
         generator.manual_seed(shuffle_seed)
         order = torch.randperm(len(split), generator=generator, device=device)
+    pixels = _pixels(split, order)
     for start in range(0, n, batch_size):
         mine = share(batch_length(n, batch_size, start // batch_size), *part)
         lo, hi = start + mine.start, start + mine.stop
-        idx = slice(lo, hi) if order is None else order[lo:hi]
         if augment:
-            inputs = augmented(to_input(split.images[idx], size), generator)
+            inputs = augmented(to_input(pixels(lo, hi), size), generator)
+            inputs = normalized(inputs, split.normalization)
             inputs = (
                 inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
             )
         else:
-            inputs = to_input(split.images[idx], size, channels_last)
-        yield inputs, split.labels[idx]
+            inputs = to_input(pixels(lo, hi), size, channels_last, split.normalization)
+        yield inputs, split.labels[slice(lo, hi) if order is None else order[lo:hi]]
+
+
+def _pixels(split: Split, order: torch.Tensor | None) -> Callable[[int, int], torch.Tensor]:
+    """How the uint8 images of items ``lo:hi`` of the order get to the split's device: one
+    index into device memory, or for a streamed split a gather in host memory and a copy."""
+    if not split.streamed:
+        if order is None:
+            return lambda lo, hi: split.images[lo:hi]
+        return lambda lo, hi: split.images[order[lo:hi]]
+    # The permutation drawn on the device, read back once per pass: the same order as the
+    # resident split's (a host generator would draw another).
+    host_order = torch.arange(len(split)) if order is None else order.cpu()
+    return lambda lo, hi: _copied(split.images, host_order[lo:hi], split.device)
+
+
+def _copied(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``images[index]`` gathered in host memory and copied to ``device``.
+
+    To a GPU the gather goes into pinned memory and the copy does not wait: the host gathers
+    the next batch while the device still computes on this one (the loop never waits for the
+    device between batches), and PyTorch's pinned-memory cache does not hand the buffer out
+    again before its copy is done. The CPU (only when streaming is forced) takes the same
+    path without the pinning, which needs CUDA."""
+    pinned = device.type == "cuda"
+    batch = torch.empty((len(index), *images.shape[1:]), dtype=images.dtype, pin_memory=pinned)
+    torch.index_select(images, 0, index, out=batch)
+    return batch.to(device, non_blocking=pinned)
 
 
 AUGMENT_PADDING = 4

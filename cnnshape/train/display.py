@@ -55,17 +55,19 @@ class TrainDisplay:
         self.task = None
 
     def __enter__(self) -> TrainDisplay:
-        if self.enabled:
-            self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def __call__(self, event) -> None:
         if not self.enabled:
             return
         if isinstance(event, RunStart):
+            # Started with the run, not before: stopping a progress display prints a blank
+            # line, which an Error before the run starts would otherwise follow.
+            self.progress.start()
             self._header(event)
         elif isinstance(event, BatchProgress):
             self._batch(event)

@@ -2,7 +2,8 @@
 
 Faithful: Xavier-uniform init of exact ``nn.Linear``/``nn.Conv2d`` weights, plain ``SGD(lr)``,
 ``CrossEntropyLoss``, running example-weighted train loss/accuracy per epoch in train mode,
-then test accuracy over the whole test split in eval mode under ``no_grad``.
+then test accuracy over the whole test split in eval mode under ``no_grad`` (evaluate.py).
+Each batch is one `step.train_step`, the step `cnnshape memory` predicts.
 
 Fast: the data is on the device (see data.py); per-batch metrics are written into a device
 buffer and read back only at progress points, so the host never waits for the device inside
@@ -15,7 +16,6 @@ The loop never prints: it reports through an ``on_event`` callback (``events.py`
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,15 +24,17 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import step as step_mod
 from ..errors import CnnshapeError
 from ..models.batchnorm import BatchNorm as ScratchBatchNorm
+from ..registry import is_reference
 from . import data as data_mod
 from . import distributed
 from .config import TrainConfig
 from .data import Dataset, Split
+from .evaluate import accuracy
 from .events import BatchProgress, EpochStats, OnEvent, RunEnd, examples_per_sec
-
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from .model import prepare_model
 
 
 class NonFiniteLossError(CnnshapeError):
@@ -66,26 +68,11 @@ def init_weights(model: nn.Module) -> None:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    return step_mod.make_optimizer("sgd", model.parameters(), lr=cfg.lr)
 
 
 def make_scaler(cfg: TrainConfig) -> torch.amp.GradScaler:
-    """fp16 needs loss scaling against underflowing gradients; disabled it is a no-op."""
-    return torch.amp.GradScaler(cfg.device_type, enabled=cfg.precision == "fp16")
-
-
-def prepare_model(model: nn.Module, cfg: TrainConfig) -> nn.Module:
-    """Move the model to the run's device and memory format (in place, parameters kept)."""
-    model.to(cfg.device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def _autocast(cfg: TrainConfig):
-    if cfg.precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(cfg.device_type, dtype=_AUTOCAST_DTYPES[cfg.precision])
+    return step_mod.make_scaler(cfg.precision, cfg.device_type)
 
 
 def _configure_backends(cfg: TrainConfig) -> None:
@@ -112,8 +99,9 @@ def fit(
 ) -> list[EpochStats]:
     """Train ``model`` for the epochs of ``cfg`` not yet in ``history``; returns the full history.
 
-    A fresh run (empty ``history``) starts, as train_ch6 does, with ``init_weights``; its
-    randomness comes from the global RNG, so seed it before building the model. Every epoch
+    A fresh run (empty ``history``) of a chapter network starts, as train_ch6 does, with
+    ``init_weights``; its randomness comes from the global RNG, so seed it before building the
+    model. Other models keep the initialization their own code gave them. Every epoch
     then seeds its shuffle and the global RNG (dropout) from ``cfg.seed`` and the epoch number,
     so a resumed run (model, optimizer, scaler and history restored) repeats an uninterrupted
     one exactly on CPU. ``data`` must already be on ``cfg.device``. Raises NonFiniteLossError
@@ -121,7 +109,7 @@ def fit(
     """
     emit = on_event or (lambda event: None)
     history = list(history)
-    if not history:
+    if not history and not is_reference(cfg.model):
         init_weights(model)
     prepare_model(model, cfg)
     _configure_backends(cfg)
@@ -135,7 +123,7 @@ def fit(
             step_model, optimizer, scaler, data.train, n_train, cfg, epoch, emit, progress_every
         )
         distributed.broadcast_buffers(model)  # every rank tests the model rank 0 saves
-        test_acc = evaluate(eval_model, data.test, cfg)
+        test_acc = accuracy(eval_model, data.test, cfg)
         stats = EpochStats(
             epoch,
             loss,
@@ -222,10 +210,8 @@ def _train_epoch(
     """One pass over the first ``n`` images of the training split's shuffled order (all of
     them but a dropped last batch, see `epoch_length`); returns (mean loss, accuracy, seconds).
 
-    Under torchrun every rank walks the same global batches and computes on its share of each;
-    the loss it backpropagates is its part of the global batch's mean, times the world size
-    because DDP averages gradients over ranks: the step is the one-process step, uneven shares
-    included.
+    Under torchrun every rank walks the same global batches and computes on its share of each
+    (`step.train_step` says how its loss makes the one-process step).
     """
     model.train()
     seed = epoch_seed(cfg.seed, epoch)
@@ -253,15 +239,18 @@ def _train_epoch(
             augment=cfg.augment,
         )
     ):
-        optimizer.zero_grad()
-        with _autocast(cfg):
-            y_hat = model(X)
-            loss = loss_fn(y_hat, y)
-            if sharded:  # a sum over this rank's share (maybe empty) / the global batch size
-                loss = loss / data_mod.batch_length(n, cfg.batch_size, i)
-        scaler.scale(loss * world).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        y_hat, loss = step_mod.train_step(
+            model,
+            X,
+            y,
+            optimizer,
+            scaler,
+            loss_fn,
+            cfg.precision,
+            cfg.device_type,
+            global_batch=data_mod.batch_length(n, cfg.batch_size, i) if sharded else None,
+            world=world,
+        )
         per_batch[0, i] = loss.detach()
         per_batch[1, i] = (y_hat.argmax(dim=1) == y).sum()
         if due(i + 1):
@@ -323,43 +312,3 @@ def _progress(
         sum(correct) / seen,
         seen / elapsed,
     )
-
-
-# ---- evaluation ---------------------------------------------------------------------------------
-
-
-def confusion_matrix(
-    model: nn.Module, split: Split, cfg: TrainConfig, num_classes: int = len(data_mod.CLASSES)
-) -> torch.Tensor:
-    """(true class, predicted class) counts over ``split``, in eval mode under no_grad.
-
-    Under torchrun each rank predicts its share of every batch and the counts are summed.
-
-    no_grad, not inference_mode, as the book: the scratch BatchNorm switches to its moving
-    statistics on ``torch.is_grad_enabled()``. The model's train/eval mode is restored after.
-    """
-    was_training = model.training
-    model.eval()
-    counts = torch.zeros(num_classes * num_classes, dtype=torch.long, device=cfg.device)
-    try:
-        with torch.no_grad(), _autocast(cfg):
-            for X, y in data_mod.batches(
-                split,
-                cfg.batch_size,
-                cfg.size,
-                channels_last=cfg.channels_last,
-                part=(distributed.rank(), distributed.world_size()),
-            ):
-                cell = y * num_classes + model(X).argmax(dim=1)
-                # index_add_, not bincount: bincount sizes its output from a host-side max().
-                counts.index_add_(0, cell, torch.ones_like(cell))
-    finally:
-        model.train(was_training)
-    distributed.all_reduce_sum(counts)  # under torchrun each rank counted its share
-    return counts.view(num_classes, num_classes).cpu()
-
-
-def evaluate(model: nn.Module, split: Split, cfg: TrainConfig) -> float:
-    """Accuracy over the whole split (the book's ``evaluate_accuracy_gpu``)."""
-    counts = confusion_matrix(model, split, cfg, cfg.num_classes)
-    return counts.trace().item() / max(counts.sum().item(), 1)

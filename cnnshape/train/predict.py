@@ -1,6 +1,7 @@
 """`cnnshape predict`: a trained run's top classes for image files, prepared as its
 training images were (decoded to the data's channels and stored size, then resized to the
-run's size and scaled to [0, 1] on the device)."""
+run's size and scaled to [0, 1] on the device, normalized by the run's mean and std if it
+was trained with --normalize)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from ..errors import CnnshapeError
 from . import checkpoint, data
 from .config import TrainConfig
 from .image_folder import EXTENSIONS, read_image
-from .loop import prepare_model
-from .run import build_model, classes_of, load_weights
+from .model import build_model, load_weights, prepare_model
+from .run import classes_of
 
 DEFAULT_TOP = 5
 
@@ -107,5 +108,6 @@ def _probabilities(model: torch.nn.Module, files: list[Path], cfg: TrainConfig) 
     if cfg.channels == 1:
         pixels = pixels[:, 0]  # as one-channel datasets store their images: (N, H, W)
     with torch.no_grad():
-        inputs = data.to_input(pixels.to(cfg.device), cfg.size)
+        normalization = data.Normalization.recorded(cfg)  # the run's own statistics
+        inputs = data.to_input(pixels.to(cfg.device), cfg.size, normalization=normalization)
         return model(inputs).float().softmax(dim=1).cpu()

@@ -14,7 +14,6 @@ import contextlib
 import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,22 +22,12 @@ import torch
 from torch import nn
 
 from ..errors import CnnshapeError
-from ..models.batchnorm import BatchNorm as ScratchBatchNorm
-from ..registry import get_spec
-from . import checkpoint, data, distributed, signals
+from . import checkpoint, data, distributed, preflight, run_data, signals
 from .config import TrainConfig, TrainSettings, resume_config
 from .events import EpochStats, OnEvent, RunStart, examples_per_sec
 from .folder import LOCK_FILE, RunFolder
-from .loop import (
-    NonFiniteLossError,
-    check_sync_bn,
-    confusion_matrix,
-    epoch_length,
-    fit,
-    make_optimizer,
-    make_scaler,
-    prepare_model,
-)
+from .loop import NonFiniteLossError, check_sync_bn, epoch_length, fit, make_optimizer, make_scaler
+from .model import build_model, load_weights, prepare_model, run_name
 
 
 @dataclass
@@ -140,21 +129,20 @@ def plan_resume(run_dir: str | Path, settings: TrainSettings, out: str | None = 
 
 
 def execute(
-    plan: Plan,
-    flops_per_image: Callable[[TrainConfig], int],
-    on_event: OnEvent | None = None,
-    *,
-    progress_every: float = 0.25,
+    plan: Plan, on_event: OnEvent | None = None, *, progress_every: float = 0.25
 ) -> RunResult:
-    """Load the data, write the run folder, train (``flops_per_image`` counts the model built
-    for the data: the run's header says it). A Ctrl-C or SIGTERM ends the run cleanly
+    """Load the data, write the run folder, train. A Ctrl-C or SIGTERM ends the run cleanly
     (``result.stopped_by``); a non-finite loss raises RunDivergedError. Run it inside
     ``with plan:``, which unlocks the folder at the end however the run ends."""
-    # The data first: bad data is refused before any folder is claimed, and the model is
+    preflight.check_size(plan.config)  # a size the model refuses fails before data is read
+    # The data next: bad data is refused before any folder is claimed, and the model is
     # built for its channels and classes.
-    dataset = load_data(plan.config)
+    dataset = run_data.load(plan.config)
     plan.config = cfg = _with_data(plan, dataset)
     plan.notes.extend(dataset.notes)
+    flops = preflight.forward_flops(cfg)
+    if cfg.device_type == "cuda":
+        preflight.check_step_fits(cfg, torch.cuda.mem_get_info(cfg.device)[0])
     model, optimizer, scaler = _build(plan)
     check_sync_bn(model, cfg)
     if distributed.is_main():
@@ -165,7 +153,7 @@ def execute(
     start = RunStart(
         cfg,
         sum(p.numel() for p in model.parameters()),
-        flops_per_image(cfg),  # for the data's channels and classes
+        flops,
         dataset.source,
         n_train,
         len(dataset.test),
@@ -209,18 +197,16 @@ def _build(plan: Plan):
     return model, optimizer, scaler
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The run's network, built for its data's channels and classes."""
-    return get_spec(cfg.model).build(in_channels=cfg.channels, num_classes=cfg.num_classes)
-
-
 def classes_of(cfg: TrainConfig) -> tuple[str, ...]:
     return data.CLASSES if cfg.classes is None else cfg.classes
 
 
 def _with_data(plan: Plan, dataset: data.Dataset) -> TrainConfig:
-    """The run's config with what its data is; a resumed run's data must be what it had."""
-    cfg = plan.config.with_data(dataset.classes, dataset.channels, dataset.image_size)
+    """The run's config with what its data is (in the channels the model takes); a resumed
+    run's data must be what it had."""
+    cfg = plan.config.with_data(
+        dataset.classes, dataset.channels, dataset.image_size, dataset.train.normalization
+    )
     if plan.state is not None:
         before = (classes_of(plan.config), plan.config.channels, plan.config.image_size)
         if before != (cfg.classes, cfg.channels, cfg.image_size):
@@ -239,7 +225,7 @@ def _claim(plan: Plan, cfg: TrainConfig, dataset: data.Dataset, model: nn.Module
     if plan.folder is not None:
         note = plan.folder.repair(plan.history, _title(cfg), cfg.epochs)
     else:
-        plan.folder = RunFolder.new(plan.out, cfg.model, plan.force)
+        plan.folder = RunFolder.new(plan.out, run_name(cfg.model), plan.force)
         note = plan.folder.clean()
     if note:
         plan.notes.append(note)
@@ -312,44 +298,7 @@ def _title(cfg: TrainConfig) -> str:
     return f"{cfg.model} ({cfg.device})"
 
 
-def load_weights(model: nn.Module, weights: dict, source: Path | None) -> None:
-    """The checkpoint's weights into a freshly built model, or an Error saying they do not
-    belong to it (instead of PyTorch's list of every key)."""
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        ours, theirs = model.state_dict(), weights
-        missing = sorted(set(ours) - set(theirs))
-        unexpected = sorted(set(theirs) - set(ours))
-        resized = sorted(k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape)
-        counts = [
-            f"{len(v)} {what}"
-            for v, what in (
-                (missing, "missing"),
-                (unexpected, "unexpected"),
-                (resized, "of another shape"),
-            )
-            if v
-        ]
-        example = (missing or unexpected or resized or ["?"])[0]
-        raise CnnshapeError(
-            f"The checkpoint in {source} holds weights that do not fit the model it names "
-            f"({', '.join(counts) or str(err).splitlines()[0]}; e.g. {example}).",
-            "It was written for another version of this network: train it again.",
-        ) from None
-
-
 # ---- pieces ------------------------------------------------------------------------------------
-
-
-def load_data(cfg: TrainConfig) -> data.Dataset:
-    """The run's dataset, cut to its limits, on its device (under torchrun, the first process
-    on each machine loads first: it may be downloading into the shared cache)."""
-    with distributed.local_main_first():
-        dataset = data.load(
-            cfg.dataset, cfg.data_dir, seed=cfg.seed, size=cfg.size, skip_bad=cfg.skip_bad
-        )
-    return dataset.head(cfg.train_limit, cfg.test_limit).to(cfg.device)
 
 
 def _config_info(cfg: TrainConfig, dataset: data.Dataset, model: nn.Module) -> dict:
@@ -385,112 +334,3 @@ def _versions() -> dict:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     return versions
-
-
-# ---- evaluation --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClassAccuracy:
-    name: str
-    correct: int
-    total: int
-    accuracy: float
-
-
-@dataclass(frozen=True)
-class BatchNormParams:
-    """One BatchNorm layer's learned scale and shift, flattened (the book's
-    ``net[1].gamma.reshape((-1,))``)."""
-
-    name: str  # qualified module name, e.g. "1"
-    type: str  # BatchNorm2d, BatchNorm1d, or BatchNorm (the book's scratch layer)
-    gamma: list[float]
-    beta: list[float]
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    checkpoint: Path
-    model: str
-    epoch: int  # finished epochs in the checkpoint
-    device: str
-    data_source: str
-    test_acc: float
-    per_class: list[ClassAccuracy]
-    confusion: list[list[int]]  # [true class][predicted class]
-    classes: tuple[str, ...]
-    batch_norm: list[BatchNormParams]
-
-
-def evaluate_run(path: str | Path, settings: TrainSettings | None = None) -> EvalResult:
-    """Test accuracy, per-class accuracy, confusion matrix and BatchNorm parameters of a run
-    folder's (or a checkpoint file's) model, on the data it was trained on unless told.
-
-    ``settings`` may give ``device``, ``dataset``, ``data_dir``, ``test_limit`` and
-    ``batch_size``; precision and channels_last are chosen for the device.
-    """
-    settings = settings or TrainSettings()
-    state = checkpoint.load(path)
-    recorded = TrainConfig.from_dict(state["config"])
-    cfg = TrainSettings(
-        model=recorded.model,
-        batch_size=settings.batch_size or recorded.batch_size,
-        size=recorded.size,
-        device=settings.device,
-        dataset=settings.dataset or recorded.dataset,
-        data_dir=settings.data_dir or recorded.data_dir,
-        seed=recorded.seed,
-        test_limit=settings.test_limit,
-        skip_bad=recorded.skip_bad,
-    ).resolve()
-    dataset = data.load(
-        cfg.dataset, cfg.data_dir, seed=cfg.seed, size=cfg.size, skip_bad=cfg.skip_bad
-    )
-    cfg = cfg.with_data(dataset.classes, dataset.channels, dataset.image_size)
-    model = build_model(cfg)
-    load_weights(model, state["model"], checkpoint.resolve_path(path))
-    prepare_model(model, cfg)
-    test = dataset.test.head(cfg.test_limit).to(cfg.device)
-    counts = confusion_matrix(model, test, cfg, num_classes=len(dataset.classes))
-    return EvalResult(
-        checkpoint=checkpoint.resolve_path(path),
-        model=cfg.model,
-        epoch=state["epoch"],
-        device=cfg.device,
-        data_source=dataset.source,
-        test_acc=counts.trace().item() / max(counts.sum().item(), 1),
-        per_class=_per_class(counts, dataset.classes),
-        confusion=counts.tolist(),
-        classes=dataset.classes,
-        batch_norm=batch_norm_params(model),
-    )
-
-
-def _per_class(counts: torch.Tensor, classes: tuple[str, ...]) -> list[ClassAccuracy]:
-    result = []
-    for i, name in enumerate(classes):
-        correct, total = int(counts[i, i]), int(counts[i].sum())
-        result.append(ClassAccuracy(name, correct, total, correct / total if total else 0.0))
-    return result
-
-
-def batch_norm_params(model: nn.Module) -> list[BatchNormParams]:
-    """gamma/beta of every BatchNorm layer: torch's (weight/bias) and the scratch one's."""
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
-            gamma, beta = module.weight, module.bias
-        elif isinstance(module, ScratchBatchNorm):
-            gamma, beta = module.gamma, module.beta
-        else:
-            continue
-        found.append(
-            BatchNormParams(
-                name,
-                type(module).__name__,
-                gamma.detach().reshape(-1).tolist(),
-                beta.detach().reshape(-1).tolist(),
-            )
-        )
-    return found
