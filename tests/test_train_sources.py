@@ -34,6 +34,9 @@ class Net(nn.Module):
     def forward(self, x):
         return self.body(x)
 
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 10))
+
 class SevenClasses(nn.Module):
     def __init__(self):
         super().__init__()
@@ -74,6 +77,11 @@ def test_your_own_class_is_built_for_the_datas_channels_and_classes(net_file, tm
     assert (config["channels"], config["size"], len(result.history)) == (1, 16, 1)
     model = build_model(result.config)
     assert model.body[0].in_channels == 1 and model.body[-1].out_features == 10
+
+
+def test_a_model_without_convolutions_gets_the_datas_channels(net_file, tmp_path):
+    result = api.train(quick(f"{net_file}:mlp", size=16), out=str(tmp_path / "run"))
+    assert result.config.channels == 1 and len(result.history) == 1
 
 
 def test_a_model_with_other_classes_is_refused_before_any_folder(net_file, tmp_path):

@@ -54,14 +54,16 @@ def model_source(ref: str) -> ModelSource:
 
 def input_channels(model: str, data_channels: int) -> int:
     """The channels ``model`` takes when trained on images of ``data_channels``: the data's
-    where its builder follows them, else its first convolution's (the data is converted)."""
+    where its builder follows them or it has no convolution, else its first convolution's
+    (the data is converted)."""
     if not is_reference(model):
         return data_channels
     target = sources.resolve(model)
     if target.follows_in_channels:
         return data_channels
-    _, channels = target.build()  # on meta: nothing allocated
-    return channels
+    network, _ = target.build()  # on meta: nothing allocated
+    # Without a convolution to ask (an MLP on flattened pixels), the data's channels.
+    return sources.first_conv_channels(network) or data_channels
 
 
 def build_model(cfg: TrainConfig, device: str = "cpu") -> nn.Module:
