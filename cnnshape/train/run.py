@@ -1,11 +1,10 @@
-"""Training runs a user can keep: a run folder, fresh or resumed, and its evaluation.
+"""Training runs a user can keep: a run folder, fresh or resumed.
 
 A run is planned first (`plan_fresh`, `plan_resume`: the settings resolved; for a resumed
 run, its folder locked, its checkpoint verified and read, the resume policy applied; no file
-written) and then executed (`execute`: data loaded, the folder written, the loop run), so
-the caller can check the plan before anything happens (``cnnshape.api`` walks the model at the
-run's size, for the header's FLOPs and to refuse a size the model cannot take). Everything
-returns plain data; nothing here prints. What a run folder guarantees: ``folder.py``.
+written) and then executed (`execute`: the model checked at the run's size (`preflight`), the
+data loaded, the folder written, the loop run). Everything returns plain data; nothing here
+prints. What a run folder guarantees: ``folder.py``; a finished run's report: ``evaluate.py``.
 """
 
 from __future__ import annotations
