@@ -20,7 +20,6 @@ from torch import nn
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-PHASES = ("zero_grad", "forward", "backward", "optimizer")
 
 
 def make_optimizer(
@@ -84,7 +83,8 @@ def autocast(precision: str, device_type: str) -> Iterator[None]:
 
 
 class StepWatch:
-    """What runs around a step's phases: by default nothing, and backward as autograd runs it."""
+    """What runs around a step's phases (zero_grad, forward, backward, optimizer): by default
+    nothing, and backward as autograd runs it."""
 
     def phase(self, name: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()

@@ -37,19 +37,18 @@ class ModelSource:
 
     name: str  # what config.json records and a resumed run rebuilds from
     size: int  # the default input height and width
-    recipe: Recipe
-    book: bool  # a chapter network: the book's initialization and recipe
+    recipe: Recipe  # the book's for a chapter network
 
 
 def model_source(ref: str) -> ModelSource:
     """A model reference checked (an unknown one is an Error with suggestions)."""
     if not is_reference(ref):
         spec = get_spec(ref)
-        return ModelSource(spec.name, spec.size, spec.recipe, book=True)
+        return ModelSource(spec.name, spec.size, spec.recipe)
     ref = _absolute_file(ref)
     if ref.startswith("torchvision:"):
         _check_classifier(ref)
-    return ModelSource(ref, sources.resolve(ref).size, OTHER_RECIPE, book=False)
+    return ModelSource(ref, sources.resolve(ref).size, OTHER_RECIPE)
 
 
 def input_channels(model: str, data_channels: int) -> int:
