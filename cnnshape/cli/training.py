@@ -144,9 +144,11 @@ def train(
     book's there too).
 
     The book's recipe: Xavier init, plain SGD, cross-entropy, bilinear resize, no
-    normalization or augmentation, the seed's lr/batch/size/epochs. Fast: the data lives on
-    the device and the loop does not wait for the GPU between batches; on CUDA, bf16
-    autocast (fp32 where the GPU has no bf16) and channels_last.
+    normalization or augmentation (--normalize and --augment add them), the seed's
+    lr/batch/size/epochs. Fast: the data lives on the device (or streams there, when it
+    would take more than half its free memory) and the loop does not wait for the GPU
+    between batches; on CUDA, bf16 autocast (fp32 where the GPU has no bf16) and
+    channels_last.
 
     Models outside the chapter are built for the data's classes (torchvision: num_classes;
     timm: in_chans and num_classes; your code: in_channels and num_classes where it takes
