@@ -109,11 +109,30 @@ def test_the_statistics_are_of_the_images_in_the_models_channels(tmp_path):
     settings = {"dataset": "folder", "data_dir": str(root), "device": "cpu", "size": 16}
     cfg = TrainSettings(model, normalize=True, **settings).resolve()
     dataset = run_data.load(cfg)
-    assert dataset.channels == 1 and dataset.train.images.shape == (18, 16, 16)
-    gray = data.gray(image_folder.load(root, 16).train.images)
+    # Stored as decoded (RGB, no converted copy); converted batch by batch.
+    assert dataset.channels == 1 and dataset.train.images.shape == (18, 3, 16, 16)
+    stored = image_folder.load(root, 16)
+    gray = data.gray(stored.train.images)
     assert dataset.train.normalization == data.channel_stats(gray)
     [inputs] = [x for x, _ in data.batches(dataset.test, 9, 16)]
+    gray_test = data.Split(data.gray(stored.test.images), stored.test.labels)
+    [plain] = [x for x, _ in data.batches(gray_test, 9, 16)]
+    stats = dataset.train.normalization
     assert inputs.shape == (9, 1, 16, 16)
+    assert torch.equal(inputs, transforms.Normalize(stats.mean, stats.std)(plain))
+
+
+def test_gray_images_reach_an_rgb_model_repeated_batch_by_batch():
+    images = torch.randint(0, 256, (10, 8, 8), dtype=torch.uint8)
+    split = data.Split(images, torch.arange(10)).converted(3)
+    assert split.channels == 3 and split.images.shape == (10, 8, 8)  # nothing stored twice
+    rgb = images.unsqueeze(1).repeat(1, 3, 1, 1)
+    for augment in (False, True):
+        ours = list(data.batches(split, 4, 8, shuffle_seed=5, augment=augment))
+        plain = data.Split(rgb, torch.arange(10))
+        theirs = list(data.batches(plain, 4, 8, shuffle_seed=5, augment=augment))
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(ours, theirs, strict=True))
+    assert data.channel_stats(images, 3) == data.channel_stats(rgb)
 
 
 def test_a_config_without_normalization_loads_and_a_resume_keeps_it():

@@ -110,19 +110,22 @@ class Normalization:
         return x.sub_(mean).div_(std)
 
 
-def channel_stats(images: torch.Tensor) -> Normalization:
+def channel_stats(images: torch.Tensor, channels: int | None = None) -> Normalization:
     """The per-channel mean and (population) std of uint8 images (N, H, W) or (N, C, H, W),
     scaled to [0, 1]: the same as ``x.mean()`` and ``x.std(unbiased=False)`` over the float
     images ``x``, but from exact integer histograms, chunk by chunk, so that no float copy of
     the split is made and the result does not depend on the order of summation (every
     torchrun rank computes the same). A channel that never varies keeps std 1 (it is only
-    shifted), where ``Normalize`` would divide by zero."""
-    planes = images.unsqueeze(1) if images.dim() == 3 else images
-    per_chunk = max(1, _STATS_CHUNK // max(1, planes[0].numel()))
-    counts = torch.zeros(planes.shape[1], 256, dtype=torch.int64)
-    for lo in range(0, len(planes), per_chunk):
-        chunk = planes[lo : lo + per_chunk]
-        for channel in range(planes.shape[1]):
+    shifted), where ``Normalize`` would divide by zero. ``channels``: of the images converted
+    to that many channels (`in_channels`), as the batches bring them."""
+    per_chunk = max(1, _STATS_CHUNK // max(1, images[0].numel()))
+    counts = None
+    for lo in range(0, len(images), per_chunk):
+        chunk = in_channels(images[lo : lo + per_chunk], channels)
+        chunk = chunk.unsqueeze(1) if chunk.dim() == 3 else chunk
+        if counts is None:
+            counts = torch.zeros(chunk.shape[1], 256, dtype=torch.int64)
+        for channel in range(chunk.shape[1]):
             counts[channel] += torch.bincount(chunk[:, channel].reshape(-1), minlength=256)
     levels = list(range(256))
     mean, std = [], []
@@ -148,12 +151,20 @@ class Split:
     normalization: Normalization | None = None  # applied to every batch (`batches`)
     # The images stay in host memory; each batch is gathered there and copied to the device.
     streamed: bool = False
+    # The channels batches come in when they are not the stored ones: gray repeated into RGB,
+    # or RGB made gray (`in_channels`), batch by batch, so no converted copy is ever stored.
+    as_channels: int | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def channels(self) -> int:
+        """The channels of the batches (`batches`)."""
+        return self.as_channels or self.stored_channels
+
+    @property
+    def stored_channels(self) -> int:
         return 1 if self.images.dim() == 3 else self.images.shape[1]
 
     @property
@@ -178,6 +189,10 @@ class Split:
 
     def normalized(self, normalization: Normalization | None) -> Split:
         return replace(self, normalization=normalization)
+
+    def converted(self, channels: int) -> Split:
+        """The split whose batches come in ``channels`` (1 or 3, from 3 or 1)."""
+        return replace(self, as_channels=None if channels == self.stored_channels else channels)
 
 
 @dataclass(frozen=True)
@@ -612,6 +627,16 @@ def gray(rgb: torch.Tensor) -> torch.Tensor:
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.uint8)
 
 
+def in_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, 3, H, W) in ``channels`` (None: as they are): gray repeated
+    into RGB (a view), or RGB made gray (`gray`)."""
+    if channels == 3 and images.dim() == 3:
+        return images.unsqueeze(1).expand(-1, 3, -1, -1)
+    if channels == 1 and images.dim() == 4:
+        return gray(images)
+    return images
+
+
 def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)  # the last batch is partial, not dropped
 
@@ -662,7 +687,8 @@ def batches(
     ``length``: use only the first ``length`` items of the order (default: all).
     ``augment``: each image randomly cropped and flipped (`augmented`), drawn from the same
     seeded generator as the order (so a shuffled order is needed).
-    The split's normalization, if any, comes last, after augmentation's zero padding (as
+    The images come in the split's channels (`Split.converted`); its normalization, if any,
+    comes last, after augmentation's zero padding (as
     torchvision's RandomCrop, ToTensor, Normalize). A streamed split yields the very same
     batches: only the way its images reach the device differs (`_pixels`).
     """
@@ -677,14 +703,15 @@ def batches(
     for start in range(0, n, batch_size):
         mine = share(batch_length(n, batch_size, start // batch_size), *part)
         lo, hi = start + mine.start, start + mine.stop
+        images = in_channels(pixels(lo, hi), split.as_channels)
         if augment:
-            inputs = augmented(to_input(pixels(lo, hi), size), generator)
+            inputs = augmented(to_input(images, size), generator)
             inputs = normalized(inputs, split.normalization)
             inputs = (
                 inputs.contiguous(memory_format=torch.channels_last) if channels_last else inputs
             )
         else:
-            inputs = to_input(pixels(lo, hi), size, channels_last, split.normalization)
+            inputs = to_input(images, size, channels_last, split.normalization)
         yield inputs, split.labels[slice(lo, hi) if order is None else order[lo:hi]]
 
 

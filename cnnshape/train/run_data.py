@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..errors import CnnshapeError
 from . import data, distributed
 from .config import TrainConfig
-from .data import Dataset, Split
+from .data import Dataset
 from .model import input_channels
 
 
@@ -23,8 +23,8 @@ def load(cfg: TrainConfig) -> Dataset:
 
     A run with --normalize uses the statistics it recorded (a resumed run) or, starting,
     those of the images it trains on: the --train-limit head, at the data's stored size, in
-    the model's channels. The channels are converted before the data moves, so that whether
-    it fits on the device is judged at the size it will have there."""
+    the model's channels. The images stay in their stored channels (the device holds them so,
+    and judges whether they fit so); each batch is converted (`data.in_channels`)."""
     with distributed.local_main_first():
         dataset = data.load(
             cfg.dataset, cfg.data_dir, seed=cfg.seed, size=cfg.size, skip_bad=cfg.skip_bad
@@ -33,12 +33,12 @@ def load(cfg: TrainConfig) -> Dataset:
     dataset = converted(dataset, input_channels(cfg.model, dataset.channels), cfg.model)
     normalization = data.Normalization.recorded(cfg)
     if cfg.normalize and normalization is None:
-        normalization = data.channel_stats(dataset.train.images)
+        normalization = data.channel_stats(dataset.train.images, dataset.train.as_channels)
     return dataset.normalized(normalization).to(cfg.device)
 
 
 def converted(dataset: Dataset, channels: int, model: str) -> Dataset:
-    """``dataset`` with its images in ``channels`` (itself when they already are)."""
+    """``dataset`` whose batches come in ``channels`` (itself when they already do)."""
     if dataset.channels == channels:
         return dataset
     if {dataset.channels, channels} != {1, 3}:
@@ -51,13 +51,7 @@ def converted(dataset: Dataset, channels: int, model: str) -> Dataset:
     how = "repeated into RGB" if channels == 3 else "made gray"
     return replace(
         dataset,
-        train=_split(dataset.train, channels),
-        test=_split(dataset.test, channels),
+        train=dataset.train.converted(channels),
+        test=dataset.test.converted(channels),
         notes=(*dataset.notes, f"images {how}: {model} takes {channels} channels"),
     )
-
-
-def _split(split: Split, channels: int) -> Split:
-    if channels == 1:
-        return replace(split, images=data.gray(split.images))
-    return replace(split, images=split.images.unsqueeze(1).expand(-1, 3, -1, -1).contiguous())
