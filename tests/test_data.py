@@ -261,3 +261,22 @@ def test_resize_matches_the_books_pil_resize_within_one_level(size):
 def test_channels_last_inputs():
     x = data.to_input(torch.zeros(2, 28, 28, dtype=torch.uint8), 32, channels_last=True)
     assert x.shape == (2, 1, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_download_never_replaces_a_file_that_appears_while_it_moves_in(tmp_path, monkeypatch):
+    """The race: the name is free when checked and taken just before the file moves in
+    (simulated by a check that always says free). The file there stays as it was."""
+    target = tmp_path / "data"
+    (target / "raw").mkdir(parents=True)
+    (target / "raw" / "train.gz").write_text("the user's")
+    monkeypatch.setattr(data.os.path, "lexists", lambda path: False)
+
+    def download(folder):
+        (folder / "raw").mkdir()
+        (folder / "raw" / "train.gz").write_text("downloaded")
+        (folder / "raw" / "test.gz").write_text("downloaded")
+
+    data.download_into(target, download, CnnshapeError("unused"))
+    assert (target / "raw" / "train.gz").read_text() == "the user's"
+    assert (target / "raw" / "test.gz").read_text() == "downloaded"
+    assert sorted(p.name for p in target.iterdir()) == ["raw"]  # the staging folder is gone

@@ -467,13 +467,28 @@ def download_into(
 
 def _move_new(source: Path, target: Path) -> None:
     """Every entry of ``source`` into ``target`` where ``target`` has none of that name;
-    folders on both sides are merged the same way. Nothing is replaced."""
+    folders on both sides are merged the same way. Nothing is replaced, even by a race: a
+    folder is made with mkdir and a file placed with link, both of which fail on a name that
+    is taken (a rename would replace a file made there meanwhile)."""
     for entry in source.iterdir():
         there = target / entry.name
+        if _real_folder(entry):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(there)
+            if _real_folder(there):
+                _move_new(entry, there)
+        else:
+            _place_new(entry, there)
+
+
+def _place_new(entry: Path, there: Path) -> None:
+    try:
+        os.link(entry, there, follow_symlinks=False)
+    except FileExistsError:
+        pass  # already there: left as it is
+    except OSError:  # a file system without hard links: the same check, not atomic
         if not os.path.lexists(there):
             os.rename(entry, there)
-        elif _real_folder(entry) and _real_folder(there):
-            _move_new(entry, there)
 
 
 def _real_folder(path: Path) -> bool:
