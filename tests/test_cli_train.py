@@ -137,6 +137,7 @@ def test_numbers_no_run_can_use_are_refused_before_anything_happens(tmp_path, ar
     where = ["--data-dir", tmp_path / "no-data", "--out", tmp_path / "run", "--device", "cpu"]
     result = cli("train", "lenet", *where, *args)
     assert result.exit_code == 1
+    assert result.stderr.startswith("Error:"), result.stderr  # no blank line before it
     error, hint = result.stderr.strip().splitlines()
     assert error.startswith(f"Error: {message}") and hint.startswith("Hint: "), result.stderr
     assert not (tmp_path / "run").exists()
